@@ -1,0 +1,162 @@
+/*
+ * The command table and what its handlers share.  Every command is
+ * declared once (cmdtab.c); single commands, help, the man page check
+ * and (later) batch files, the shell and completion all read it.
+ */
+#ifndef HSMCTL_CMD_H
+#define HSMCTL_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "hsmctl.h"
+
+/* What an argument names: drives completion and validation. */
+enum arg_kind {
+	K_WORD,		/* free text */
+	K_COMMAND,	/* a command word */
+	K_NODE,
+	K_PARTITION,
+	K_FILE,
+	K_CLUSTER,
+	K_OUTPUT,	/* text|json */
+};
+
+#define ARG_OPTIONAL 0x1
+#define ARG_REPEAT 0x2
+
+struct cmd_arg {
+	const char *name;	/* metavar: "PARTITION" */
+	enum arg_kind kind;
+	unsigned flags;
+};
+
+#define OPT_REPEAT 0x1
+
+struct cmd_opt {
+	const char *name;	/* long name without dashes */
+	const char *metavar;	/* NULL for a flag */
+	enum arg_kind kind;
+	unsigned flags;
+	const char *help;
+};
+
+struct ctx;
+struct inv;
+
+struct cmd {
+	const char *words;	/* "node info" */
+	const struct cmd_arg *args;	/* NULL-name terminated, or NULL */
+	const struct cmd_opt *opts;	/* NULL-name terminated, or NULL */
+	const char *role;	/* role needed: "-" for none */
+	bool writes;		/* changes node state */
+	bool connects;		/* needs a node */
+	bool secret;		/* its line never enters shell history */
+	const char *help;	/* one line */
+	/* 0, or -1 with st filled; the caller reports errors, per mode. */
+	int (*fn)(struct ctx *, const struct inv *, hsm_status *st);
+};
+
+#define INV_MAX 64
+
+/* One parsed command line. */
+struct inv {
+	const struct cmd *cmd;
+	const char *args[INV_MAX];
+	size_t nargs;
+	struct {
+		const struct cmd_opt *opt;
+		const char *value;	/* NULL for a flag */
+	} opts[INV_MAX];
+	size_t nopts;
+};
+
+enum output_mode { OUT_TEXT, OUT_JSON };
+
+/* Global options and the session they select. */
+struct ctx {
+	enum output_mode output;
+	bool color;
+	bool quiet;
+	int verbose;
+	bool yes;
+	bool keep_going;	/* -k: run every batch line */
+	bool accept_new_host_key;
+	const char *config_path;
+	const char *cluster;	/* -C */
+	const char *node;	/* -n NAME or HOST:PORT */
+	struct hsm_config *cfg;	/* loaded on first connect */
+	bool ssh_ready;		/* hsm_init() done */
+	struct hsm_conn *conn;	/* opened on first use */
+	char node_label[HSM_NAME_MAX + 300];	/* the node connected to */
+	char role[32];		/* logged-in role, "" for none */
+	bool interactive;	/* in the shell */
+	const char *source;	/* batch file name, for "FILE:LINE:" */
+	size_t lineno;		/* batch line, 0 outside a batch */
+};
+
+extern const struct cmd commands[];
+extern const size_t ncommands;
+
+/*
+ * Parse argv (after the global options) against the table.  On error
+ * returns -1 with a "usage" class status naming what was wrong.
+ */
+int cmd_parse(int argc, char **argv, struct inv *inv, hsm_status *st);
+const struct cmd *cmd_find(const char *words);
+/* "node info" + " ARG [OPT]..." */
+void cmd_usage(const struct cmd *c, char *buf, size_t len);
+const char *inv_opt(const struct inv *inv, const char *name);
+
+/* Run one parsed command and report its failure; returns the exit status. */
+int cmd_run(struct ctx *ctx, const struct inv *inv);
+
+/*
+ * complete.c: candidates for the last of argv (the word being typed;
+ * "" for a new word), given the words before it.
+ */
+void complete_words(struct ctx *ctx, int argc, char **argv,
+    void (*add)(void *, const char *), void *arg);
+
+/* shell.c: the interactive shell; returns 0 on exit/quit/Ctrl-D. */
+int shell_run(struct ctx *ctx);
+
+/* batch.c: hsmctl -f FILE|-; returns the first failure's exit status. */
+int batch_run(struct ctx *ctx, const char *path);
+
+/* Handlers. */
+int cmd_help(struct ctx *, const struct inv *, hsm_status *);
+int cmd_node_info(struct ctx *, const struct inv *, hsm_status *);
+int cmd_list_commands(struct ctx *, const struct inv *, hsm_status *);
+
+/*
+ * conn.c: the session's connection, opened on first use (loading the
+ * configuration then) and kept for the following commands.
+ */
+int ctx_connect(struct ctx *ctx, hsm_status *st);
+/* Drop the connection (it is reopened on the next command). */
+void ctx_close(struct ctx *ctx);
+/* Drop everything: connection, configuration, SSH library state. */
+void ctx_fini(struct ctx *ctx);
+
+/* output.c */
+struct kv_label {
+	const char *key;	/* key in the result map */
+	const char *label;	/* text label */
+	int format;		/* KV_PLAIN, KV_DURATION */
+};
+#define KV_PLAIN 0
+#define KV_DURATION 1
+
+/* Report an error the way -o selects; returns the exit status. */
+int out_error(const struct ctx *ctx, const hsm_status *st);
+/* Print a result map: JSON as is, text as aligned key/value pairs. */
+int out_result(const struct ctx *ctx, const cbor_item_t *result,
+    const struct kv_label *labels, hsm_status *st);
+json_t *out_cbor_to_json(const cbor_item_t *item);
+void out_verbose(const struct ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

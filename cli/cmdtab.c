@@ -1,0 +1,376 @@
+/* The command table, its parser and the help generated from it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static const struct cmd_arg help_args[] = {
+	{ "COMMAND", K_COMMAND, ARG_OPTIONAL | ARG_REPEAT },
+	{ NULL, 0, 0 },
+};
+
+/* Sorted by words; help lists them in this order. */
+const struct cmd commands[] = {
+	{ .words = "help", .args = help_args, .role = "-",
+	    .help = "show the commands, or the usage of one",
+	    .fn = cmd_help },
+	{ .words = "node info", .role = "-", .connects = true,
+	    .help = "show the node's name, cluster, role, epoch and host key",
+	    .fn = cmd_node_info },
+};
+const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
+
+const struct cmd *
+cmd_find(const char *words)
+{
+	for (size_t i = 0; i < ncommands; i++)
+		if (strcmp(commands[i].words, words) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Number of words of c matched by argv, or 0. */
+static int
+words_match(const struct cmd *c, int argc, char **argv)
+{
+	const char *w = c->words;
+	int n = 0;
+
+	while (*w != '\0') {
+		size_t len = strcspn(w, " ");
+
+		if (n >= argc || strlen(argv[n]) != len ||
+		    strncmp(argv[n], w, len) != 0)
+			return 0;
+		n++;
+		w += len;
+		while (*w == ' ')
+			w++;
+	}
+	return n;
+}
+
+static bool
+is_group(const char *word)
+{
+	size_t len = strlen(word);
+
+	for (size_t i = 0; i < ncommands; i++)
+		if (strncmp(commands[i].words, word, len) == 0 &&
+		    commands[i].words[len] == ' ')
+			return true;
+	return false;
+}
+
+static const struct cmd_opt *
+opt_find(const struct cmd *c, const char *name, size_t len)
+{
+	for (const struct cmd_opt *o = c->opts; o != NULL && o->name != NULL;
+	    o++)
+		if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+			return o;
+	return NULL;
+}
+
+static int
+parse_opts_args(const struct cmd *c, int argc, char **argv, struct inv *inv,
+    hsm_status *st)
+{
+	size_t min = 0, max = 0;
+	bool only_args = false;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!only_args && strcmp(a, "--") == 0) {
+			only_args = true;
+			continue;
+		}
+		if (!only_args && a[0] == '-' && a[1] != '\0') {
+			const char *name = a + (a[1] == '-' ? 2 : 1);
+			const char *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			const struct cmd_opt *o = a[1] == '-' ?
+			    opt_find(c, name, len) : NULL;
+			size_t j;
+
+			if (o == NULL)
+				return hsm_fail(st, "bad_option", "unknown "
+				    "option '%.*s' for '%s' (see hsmctl help "
+				    "%s)", (int)(eq ? (size_t)(eq - a) :
+				    strlen(a)), a, c->words, c->words);
+			if (o->metavar == NULL && eq != NULL)
+				return hsm_fail(st, "bad_option", "option "
+				    "--%s takes no value", o->name);
+			if (!(o->flags & OPT_REPEAT))
+				for (j = 0; j < inv->nopts; j++)
+					if (inv->opts[j].opt == o)
+						return hsm_fail(st,
+						    "bad_option", "option --%s "
+						    "given twice", o->name);
+			if (inv->nopts >= INV_MAX)
+				return hsm_fail(st, "usage", "too many "
+				    "options");
+			inv->opts[inv->nopts].opt = o;
+			inv->opts[inv->nopts].value = NULL;
+			if (o->metavar != NULL) {
+				if (eq != NULL)
+					inv->opts[inv->nopts].value = eq + 1;
+				else if (i + 1 < argc)
+					inv->opts[inv->nopts].value = argv[++i];
+				else
+					return hsm_fail(st, "bad_option",
+					    "option --%s needs %s", o->name,
+					    o->metavar);
+			}
+			inv->nopts++;
+			continue;
+		}
+		if (inv->nargs >= INV_MAX)
+			return hsm_fail(st, "usage", "too many arguments");
+		inv->args[inv->nargs++] = a;
+	}
+	for (const struct cmd_arg *ar = c->args; ar != NULL &&
+	    ar->name != NULL; ar++) {
+		if (!(ar->flags & ARG_OPTIONAL))
+			min++;
+		max = (ar->flags & ARG_REPEAT) ? INV_MAX : max + 1;
+	}
+	if (inv->nargs < min || inv->nargs > max) {
+		char u[256];
+
+		cmd_usage(c, u, sizeof(u));
+		return hsm_fail(st, "usage", "%s for '%s'; usage: hsmctl %s",
+		    inv->nargs < min ? "missing argument" :
+		    "too many arguments", c->words, u);
+	}
+	return 0;
+}
+
+int
+cmd_parse(int argc, char **argv, struct inv *inv, hsm_status *st)
+{
+	const struct cmd *best = NULL;
+	int bestn = 0;
+
+	memset(inv, 0, sizeof(*inv));
+	if (argc < 1)
+		return hsm_fail(st, "usage", "no command given (see hsmctl "
+		    "help)");
+	for (size_t i = 0; i < ncommands; i++) {
+		int n = words_match(&commands[i], argc, argv);
+
+		if (n > bestn) {
+			best = &commands[i];
+			bestn = n;
+		}
+	}
+	if (best == NULL) {
+		if (is_group(argv[0]) && argc > 1)
+			return hsm_fail(st, "unknown_command", "unknown "
+			    "command '%s %.64s' (see hsmctl help %s)",
+			    argv[0], argv[1], argv[0]);
+		if (is_group(argv[0]))
+			return hsm_fail(st, "unknown_command", "'%s' needs "
+			    "a subcommand (see hsmctl help %s)", argv[0],
+			    argv[0]);
+		return hsm_fail(st, "unknown_command", "unknown command "
+		    "'%.64s' (see hsmctl help)", argv[0]);
+	}
+	inv->cmd = best;
+	return parse_opts_args(best, argc - bestn, argv + bestn, inv, st);
+}
+
+const char *
+inv_opt(const struct inv *inv, const char *name)
+{
+	for (size_t i = 0; i < inv->nopts; i++)
+		if (strcmp(inv->opts[i].opt->name, name) == 0)
+			return inv->opts[i].value ? inv->opts[i].value : "";
+	return NULL;
+}
+
+void
+cmd_usage(const struct cmd *c, char *buf, size_t len)
+{
+	size_t off;
+
+	off = (size_t)snprintf(buf, len, "%s", c->words);
+	for (const struct cmd_arg *a = c->args; a != NULL && a->name != NULL &&
+	    off < len; a++)
+		off += (size_t)snprintf(buf + off, len - off, " %s%s%s%s",
+		    (a->flags & ARG_OPTIONAL) ? "[" : "", a->name,
+		    (a->flags & ARG_REPEAT) ? "..." : "",
+		    (a->flags & ARG_OPTIONAL) ? "]" : "");
+	for (const struct cmd_opt *o = c->opts; o != NULL && o->name != NULL &&
+	    off < len; o++)
+		off += (size_t)snprintf(buf + off, len - off, " [--%s%s%s]%s",
+		    o->name, o->metavar ? " " : "",
+		    o->metavar ? o->metavar : "",
+		    (o->flags & OPT_REPEAT) ? "..." : "");
+}
+
+static const char global_help[] =
+    "Global options:\n"
+    "  -C, --cluster NAME        cluster from the configuration\n"
+    "  -n, --node NAME|HOST:PORT node to talk to\n"
+    "  -F, --config FILE         configuration file (hsmctl.conf(5))\n"
+    "  -o, --output text|json    output format\n"
+    "  -f, --file FILE|-         run a batch file\n"
+    "  -k, --keep-going          in a batch, run every line\n"
+    "  -y, --yes                 do not ask for confirmation\n"
+    "  --as ROLE[:PARTITION]     log in before the command\n"
+    "  --officer FILE            officer key (repeatable)\n"
+    "  --approval FILE           signed remote approval (repeatable)\n"
+    "  --passphrase-fd N         read passphrases from descriptor N\n"
+    "  --secret-file FILE        partition API secret\n"
+    "  --accept-new-host-key     trust an unknown node key and record it\n"
+    "  -q, --quiet               less output\n"
+    "  -v, --verbose             more output (repeatable)\n"
+    "  -h, --help                this help\n"
+    "  -V, --version             print the version\n";
+
+static void
+help_one(const struct cmd *c)
+{
+	char u[512];
+
+	cmd_usage(c, u, sizeof(u));
+	printf("usage: hsmctl [global options] %s\n\n%s.\n", u, c->help);
+	if (strcmp(c->role, "-") != 0)
+		printf("Needs the %s role.\n", c->role);
+	if (c->opts != NULL && c->opts->name != NULL) {
+		printf("\nOptions:\n");
+		for (const struct cmd_opt *o = c->opts; o->name != NULL; o++) {
+			char left[64];
+
+			snprintf(left, sizeof(left), "--%s%s%s", o->name,
+			    o->metavar ? " " : "", o->metavar ? o->metavar : "");
+			printf("  %-24s %s\n", left, o->help);
+		}
+	}
+}
+
+static json_t *
+help_json(const struct cmd *c)
+{
+	json_t *j, *opts;
+	char u[512];
+
+	cmd_usage(c, u, sizeof(u));
+	if ((opts = json_array()) == NULL)
+		return NULL;
+	for (const struct cmd_opt *o = c->opts; o != NULL && o->name != NULL;
+	    o++)
+		json_array_append_new(opts, json_pack("{s:s,s:s?,s:s}",
+		    "name", o->name, "value", o->metavar, "help", o->help));
+	j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:o}", "command", c->words,
+	    "usage", u, "help", c->help, "role", c->role, "writes",
+	    c->writes, "options", opts);
+	return j;
+}
+
+/* -o json help: the table itself, for scripts and front ends. */
+static int
+help_print_json(const char *words, size_t len, hsm_status *st)
+{
+	json_t *arr = json_array();
+	char *s;
+
+	if (arr == NULL)
+		return hsm_fail(st, "no_memory", "out of memory");
+	for (size_t i = 0; i < ncommands; i++) {
+		if (len > 0 && strcmp(commands[i].words, words) != 0 &&
+		    !(strncmp(commands[i].words, words, len) == 0 &&
+		    commands[i].words[len] == ' '))
+			continue;
+		json_array_append_new(arr, help_json(&commands[i]));
+	}
+	if (len > 0 && json_array_size(arr) == 0) {
+		json_decref(arr);
+		return hsm_fail(st, "unknown_command", "no command '%s' (see "
+		    "hsmctl help)", words);
+	}
+	s = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(arr);
+	if (s == NULL)
+		return hsm_fail(st, "no_memory", "out of memory");
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+int
+cmd_help(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	char words[256] = "", u[512];
+	size_t off = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < inv->nargs && off < sizeof(words); i++)
+		off += (size_t)snprintf(words + off, sizeof(words) - off,
+		    "%s%s", i ? " " : "", inv->args[i]);
+	if (off >= sizeof(words))
+		return hsm_fail(st, "unknown_command", "no such command");
+	if (ctx->output == OUT_JSON)
+		return help_print_json(words, off, st);
+	if (inv->nargs > 0) {
+		const struct cmd *c = cmd_find(words);
+
+		if (c != NULL) {
+			help_one(c);
+			return 0;
+		}
+		/* "help node": every command of the group. */
+		for (size_t i = 0; i < ncommands; i++)
+			if (strncmp(commands[i].words, words, off) == 0 &&
+			    commands[i].words[off] == ' ') {
+				cmd_usage(&commands[i], u, sizeof(u));
+				printf("%s%-40s %s\n", any ? "" :
+				    "Commands:\n", u, commands[i].help);
+				any = true;
+			}
+		if (any)
+			return 0;
+		return hsm_fail(st, "unknown_command", "no command '%s' (see "
+		    "hsmctl help)", words);
+	}
+	printf("usage: hsmctl [global options] COMMAND [ARGS]\n"
+	    "       hsmctl [global options] -f FILE|-\n"
+	    "       hsmctl [global options] [shell]\n\n%s\nCommands:\n",
+	    global_help);
+	for (size_t i = 0; i < ncommands; i++) {
+		cmd_usage(&commands[i], u, sizeof(u));
+		printf("  %-30s %s\n", u, commands[i].help);
+	}
+	printf("\nSee hsmctl help COMMAND, hsmctl(1) and hsmctl.conf(5).\n");
+	return 0;
+}
+
+/* Hidden: one usage line per command, for the man page check. */
+int
+cmd_list_commands(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	char u[512];
+
+	(void)ctx;
+	(void)inv;
+	(void)st;
+	for (size_t i = 0; i < ncommands; i++) {
+		cmd_usage(&commands[i], u, sizeof(u));
+		printf("%s\n", u);
+	}
+	return 0;
+}
+
+int
+cmd_run(struct ctx *ctx, const struct inv *inv)
+{
+	hsm_status st;
+
+	hsm_status_clear(&st);
+	if (inv->cmd->fn(ctx, inv, &st) != 0)
+		return out_error(ctx, &st);
+	return 0;
+}

@@ -1,0 +1,236 @@
+/*
+ * Completion from the command table: the shell's Tab and the hidden
+ * "hsmctl __complete -- WORDS..." that the bash and zsh scripts call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+/* Global options and whether they take a value (cf. main.c longopts). */
+static const struct {
+	const char *name;
+	bool value;
+	enum arg_kind kind;
+} globals[] = {
+	{ "--cluster", true, K_CLUSTER }, { "-C", true, K_CLUSTER },
+	{ "--node", true, K_NODE }, { "-n", true, K_NODE },
+	{ "--config", true, K_FILE }, { "-F", true, K_FILE },
+	{ "--output", true, K_OUTPUT }, { "-o", true, K_OUTPUT },
+	{ "--file", true, K_FILE }, { "-f", true, K_FILE },
+	{ "--keep-going", false, K_WORD }, { "-k", false, K_WORD },
+	{ "--yes", false, K_WORD }, { "-y", false, K_WORD },
+	{ "--as", true, K_WORD },
+	{ "--officer", true, K_FILE },
+	{ "--approval", true, K_FILE },
+	{ "--passphrase-fd", true, K_WORD },
+	{ "--secret-file", true, K_FILE },
+	{ "--accept-new-host-key", false, K_WORD },
+	{ "--quiet", false, K_WORD }, { "-q", false, K_WORD },
+	{ "--verbose", false, K_WORD }, { "-v", false, K_WORD },
+	{ "--help", false, K_WORD }, { "-h", false, K_WORD },
+	{ "--version", false, K_WORD }, { "-V", false, K_WORD },
+};
+#define NGLOBALS (sizeof(globals) / sizeof(globals[0]))
+
+struct out {
+	const char *prefix;
+	size_t plen;
+	void (*add)(void *, const char *);
+	void *arg;
+};
+
+static void
+offer(const struct out *o, const char *cand)
+{
+	if (strncmp(cand, o->prefix, o->plen) == 0)
+		o->add(o->arg, cand);
+}
+
+/* Values of a kind; live names come from the node in later versions. */
+static void
+offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
+{
+	const struct hsm_cluster *cl = NULL;
+
+	switch (kind) {
+	case K_OUTPUT:
+		offer(o, "text");
+		offer(o, "json");
+		break;
+	case K_CLUSTER:
+		for (size_t i = 0; ctx->cfg != NULL && i < ctx->cfg->nclusters;
+		    i++)
+			offer(o, ctx->cfg->clusters[i].name);
+		break;
+	case K_NODE:
+		if (ctx->cfg == NULL)
+			break;
+		cl = hsm_config_cluster(ctx->cfg, ctx->cluster != NULL ?
+		    ctx->cluster : ctx->cfg->default_cluster);
+		if (cl == NULL && ctx->cfg->nclusters == 1)
+			cl = &ctx->cfg->clusters[0];
+		for (size_t i = 0; cl != NULL && i < cl->nnodes; i++)
+			offer(o, cl->nodes[i].name);
+		break;
+	default:
+		break;	/* files and free text: the shell's own completion */
+	}
+}
+
+/* Does the command's words start with the n given words? */
+static bool
+words_prefix(const char *cw, char **w, int n)
+{
+	for (int i = 0; i < n; i++) {
+		size_t len = strcspn(cw, " ");
+
+		if (strlen(w[i]) != len || strncmp(cw, w[i], len) != 0)
+			return false;
+		cw += len;
+		if (*cw == ' ')
+			cw++;
+		else if (i + 1 < n)
+			return false;
+	}
+	return true;
+}
+
+/* The (n+1)th word of a command's words into buf, or false. */
+static bool
+nth_word(const char *cw, int n, char *buf, size_t len)
+{
+	for (int i = 0; i < n; i++) {
+		cw = strchr(cw, ' ');
+		if (cw == NULL)
+			return false;
+		cw++;
+	}
+	snprintf(buf, len, "%.*s", (int)strcspn(cw, " "), cw);
+	return true;
+}
+
+static int
+nwords(const char *cw)
+{
+	int n = 1;
+
+	for (; *cw != '\0'; cw++)
+		n += *cw == ' ';
+	return n;
+}
+
+/* Candidates for the next command word after w[0..n-1]. */
+static void
+offer_words(char **w, int n, const struct out *o)
+{
+	char word[64], last[64] = "";
+
+	for (size_t i = 0; i < ncommands; i++) {
+		if (nwords(commands[i].words) <= n ||
+		    !words_prefix(commands[i].words, w, n) ||
+		    !nth_word(commands[i].words, n, word, sizeof(word)))
+			continue;
+		if (strcmp(word, last) == 0)
+			continue;	/* the table is sorted: groups are adjacent */
+		snprintf(last, sizeof(last), "%s", word);
+		offer(o, word);
+	}
+}
+
+void
+complete_words(struct ctx *ctx, int argc, char **argv,
+    void (*add)(void *, const char *), void *arg)
+{
+	struct out o;
+	const struct cmd *c = NULL;
+	const char *cur = argc > 0 ? argv[argc - 1] : "";
+	int i = 0, n = argc > 0 ? argc - 1 : 0, cw = 0, pos = 0;
+
+	o.prefix = cur;
+	o.plen = strlen(cur);
+	o.add = add;
+	o.arg = arg;
+	/* Global options come first; skip them with their values. */
+	while (i < n && argv[i][0] == '-') {
+		size_t g;
+
+		for (g = 0; g < NGLOBALS; g++)
+			if (strcmp(globals[g].name, argv[i]) == 0)
+				break;
+		if (g < NGLOBALS && globals[g].value) {
+			if (i + 1 == n) {
+				offer_kind(ctx, globals[g].kind, &o);
+				return;
+			}
+			i++;
+		}
+		i++;
+	}
+	if (i == n && cur[0] == '-') {
+		for (size_t g = 0; g < NGLOBALS; g++)
+			if (globals[g].name[1] == '-')
+				offer(&o, globals[g].name);
+		return;
+	}
+	/* The longest command whose words are all typed. */
+	for (size_t k = 0; k < ncommands; k++) {
+		int nw = nwords(commands[k].words);
+
+		if (nw <= n - i && nw > cw &&
+		    words_prefix(commands[k].words, argv + i, nw)) {
+			c = &commands[k];
+			cw = nw;
+		}
+	}
+	if (c == NULL) {
+		offer_words(argv + i, n - i, &o);
+		if (n - i == 0)
+			offer(&o, "shell");
+		return;
+	}
+	/* Inside a command: its options, an option's value, or an argument. */
+	for (int k = i + cw; k < n; k++) {
+		const struct cmd_opt *op;
+
+		if (strcmp(argv[k], "--") == 0 || argv[k][0] != '-') {
+			pos++;
+			continue;
+		}
+		for (op = c->opts; op != NULL && op->name != NULL; op++)
+			if (strcmp(argv[k] + 2, op->name) == 0)
+				break;
+		if (op != NULL && op->name != NULL && op->metavar != NULL) {
+			if (k + 1 == n) {
+				offer_kind(ctx, op->kind, &o);
+				return;
+			}
+			k++;
+		}
+	}
+	if (cur[0] == '-') {
+		char buf[80];
+
+		for (const struct cmd_opt *op = c->opts; op != NULL &&
+		    op->name != NULL; op++) {
+			snprintf(buf, sizeof(buf), "--%s", op->name);
+			offer(&o, buf);
+		}
+		offer(&o, "--help");
+		return;
+	}
+	for (const struct cmd_arg *a = c->args; a != NULL && a->name != NULL;
+	    a++, pos--) {
+		if (pos > 0 && !(a->flags & ARG_REPEAT))
+			continue;
+		if (a->kind == K_COMMAND) {
+			/* help WORDS: complete the words after "help". */
+			int skip = i + cw;
+
+			offer_words(argv + skip, n - skip, &o);
+		} else
+			offer_kind(ctx, a->kind, &o);
+		return;
+	}
+}

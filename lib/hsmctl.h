@@ -1,0 +1,206 @@
+/*
+ * libhsmctl: client library for hsmctl and hsmd.
+ *
+ * Conventions: functions return 0 on success and -1 on failure; on
+ * failure they fill the caller's struct hsm_status with a stable error
+ * code string and a one-line message.  The library never prints, never
+ * exits and never reads the terminal.
+ */
+#ifndef HSMCTL_H
+#define HSMCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cbor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HSMCTL_VERSION "0.1.0"
+#define HSM_PROTOCOL_VERSION 1
+#define HSM_SUBSYSTEM "hsm-admin"
+
+const char *hsm_version(void);
+
+/* ---- status (status.c) ------------------------------------------------ */
+
+/* Exit statuses, DESIGN §9.  The error code string decides the class. */
+enum hsm_exit {
+	HSM_EXIT_OK = 0,
+	HSM_EXIT_NODE = 1,	/* failed on the node for another reason */
+	HSM_EXIT_USAGE = 2,	/* nothing was sent */
+	HSM_EXIT_AUTH = 3,
+	HSM_EXIT_NOTFOUND = 4,
+	HSM_EXIT_STATE = 5,
+	HSM_EXIT_CONN = 6,
+	HSM_EXIT_HOSTKEY = 7,
+	HSM_EXIT_INTEGRITY = 8,
+};
+
+#define HSM_CODE_MAX 48
+#define HSM_MSG_MAX 512
+
+typedef struct hsm_status {
+	char code[HSM_CODE_MAX];	/* stable, e.g. "unknown_op" */
+	char message[HSM_MSG_MAX];	/* one line, never a secret */
+} hsm_status;
+
+/* Fill st (if not NULL) and return -1, so callers can "return hsm_fail(...)". */
+int hsm_fail(hsm_status *st, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hsm_status_clear(hsm_status *st);
+/* Exit status for an error code; unknown codes are HSM_EXIT_NODE. */
+int hsm_code_exit(const char *code);
+/* True if code is one of the documented stable codes. */
+bool hsm_code_known(const char *code);
+
+/* ---- wire (wire.c): frames and strict CBOR ---------------------------- */
+
+#define HSM_FRAME_MAX (16u * 1024u * 1024u)	/* payload bytes */
+#define HSM_DEPTH_MAX 16
+#define HSM_OP_MAX 64
+
+/* Length of a frame's payload from its 4-byte big-endian header. */
+int hsm_frame_length(const unsigned char hdr[4], size_t *len, hsm_status *st);
+/* Serialise item as a frame (header + CBOR) into a new buffer. */
+int hsm_frame_encode(const cbor_item_t *item, unsigned char **out,
+    size_t *outlen, hsm_status *st);
+/*
+ * Strictly decode one CBOR item that must fill buf exactly: definite
+ * lengths only, no tags, nesting at most HSM_DEPTH_MAX, text keys in maps,
+ * no duplicate map keys, valid UTF-8 text.
+ */
+int hsm_cbor_decode(const unsigned char *buf, size_t len, cbor_item_t **out,
+    hsm_status *st);
+
+struct hsm_request {
+	uint64_t id;
+	char op[HSM_OP_MAX + 1];
+	cbor_item_t *args;	/* a map, owned */
+};
+
+struct hsm_response {
+	uint64_t id;
+	bool ok;
+	cbor_item_t *result;	/* owned, when ok */
+	char code[HSM_CODE_MAX];	/* when !ok */
+	char message[HSM_MSG_MAX];
+};
+
+int hsm_request_decode(const unsigned char *payload, size_t len,
+    struct hsm_request *req, hsm_status *st);
+/* args may be NULL (an empty map is sent); it is not consumed. */
+int hsm_request_encode(uint64_t id, const char *op, const cbor_item_t *args,
+    unsigned char **out, size_t *outlen, hsm_status *st);
+void hsm_request_clear(struct hsm_request *req);
+
+int hsm_response_decode(const unsigned char *payload, size_t len,
+    struct hsm_response *resp, hsm_status *st);
+int hsm_response_encode_ok(uint64_t id, const cbor_item_t *result,
+    unsigned char **out, size_t *outlen, hsm_status *st);
+int hsm_response_encode_error(uint64_t id, const char *code,
+    const char *message, unsigned char **out, size_t *outlen, hsm_status *st);
+void hsm_response_clear(struct hsm_response *resp);
+
+/* Map helpers: look up a text key; NULL when absent. */
+cbor_item_t *hsm_map_get(const cbor_item_t *map, const char *key);
+/* Add key=value to map, taking ownership of value (also on failure). */
+int hsm_map_put(cbor_item_t *map, const char *key, cbor_item_t *value);
+int hsm_map_put_str(cbor_item_t *map, const char *key, const char *value);
+int hsm_map_put_uint(cbor_item_t *map, const char *key, uint64_t value);
+int hsm_map_put_bool(cbor_item_t *map, const char *key, bool value);
+
+/* ---- config (config.c) ------------------------------------------------ */
+
+#define HSM_NAME_MAX 63
+
+struct hsm_node_addr {
+	char name[HSM_NAME_MAX + 1];
+	char host[256];
+	int port;
+};
+
+struct hsm_cluster {
+	char name[HSM_NAME_MAX + 1];
+	struct hsm_node_addr *nodes;
+	size_t nnodes;
+};
+
+struct hsm_config {
+	char *path;		/* file it came from, NULL if none */
+	char *default_cluster;
+	char *terminal_key;	/* expanded path */
+	char *known_hosts;	/* expanded path */
+	struct hsm_cluster *clusters;
+	size_t nclusters;
+};
+
+/* Parse config text; path is used for messages and relative paths. */
+int hsm_config_parse(const char *path, const char *text, size_t len,
+    struct hsm_config **out, hsm_status *st);
+/*
+ * Load the configuration: explicit path (must exist), else
+ * $HSMCTL_CONFIG, else $XDG_CONFIG_HOME/hsmctl/config, else
+ * ~/.config/hsmctl/config (those may be absent: defaults apply).
+ */
+int hsm_config_load(const char *explicit_path, struct hsm_config **out,
+    hsm_status *st);
+void hsm_config_free(struct hsm_config **cfg);
+const struct hsm_cluster *hsm_config_cluster(const struct hsm_config *cfg,
+    const char *name);
+/* "HOST:PORT" or "[V6]:PORT". */
+int hsm_parse_hostport(const char *s, char *host, size_t hostlen, int *port,
+    hsm_status *st);
+
+/* ---- transport (transport.c): SSH client ------------------------------ */
+
+struct hsm_conn;
+
+struct hsm_conn_opts {
+	const char *host;
+	int port;
+	const char *terminal_key;	/* OpenSSH private key file */
+	const char *known_hosts;
+	bool accept_new_host_key;
+	int timeout_ms;			/* connect and each reply; 0 = default */
+};
+
+/* Process-wide setup of the SSH library; call once before connecting. */
+int hsm_init(hsm_status *st);
+void hsm_cleanup(void);
+
+int hsm_conn_open(const struct hsm_conn_opts *opts, struct hsm_conn **out,
+    hsm_status *st);
+void hsm_conn_close(struct hsm_conn **conn);
+/* "SHA256:..." of the node's host key. */
+const char *hsm_conn_fingerprint(const struct hsm_conn *conn);
+/*
+ * One request, one response.  On an error response returns -1 with the
+ * node's code and message in st.  args may be NULL; *result is owned by
+ * the caller.
+ */
+int hsm_call(struct hsm_conn *conn, const char *op, const cbor_item_t *args,
+    cbor_item_t **result, hsm_status *st);
+/* Raw frame I/O, for streaming and tests. */
+int hsm_conn_write(struct hsm_conn *conn, const unsigned char *buf,
+    size_t len, hsm_status *st);
+int hsm_conn_read_frame(struct hsm_conn *conn, unsigned char **payload,
+    size_t *len, hsm_status *st);
+
+/* ---- util (util.c) ---------------------------------------------------- */
+
+/* Strict UTF-8: no overlong forms, surrogates or values past U+10FFFF. */
+bool hsm_utf8_valid(const unsigned char *p, size_t n);
+
+/* "SHA256:<base64 without padding>" of a public key blob. */
+int hsm_fingerprint(const unsigned char *blob, size_t len, char *out,
+    size_t outlen, hsm_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HSMCTL_H */

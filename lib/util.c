@@ -1,0 +1,28 @@
+/* Small helpers shared by the client and the node. */
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "hsmctl.h"
+
+int
+hsm_fingerprint(const unsigned char *blob, size_t len, char *out,
+    size_t outlen, hsm_status *st)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+	int n;
+
+	if (EVP_Digest(blob, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+		return hsm_fail(st, "internal", "SHA-256 failed");
+	n = EVP_EncodeBlock((unsigned char *)b64, md, (int)mdlen);
+	/* OpenSSH prints SHA256 fingerprints without base64 padding. */
+	while (n > 0 && b64[n - 1] == '=')
+		b64[--n] = '\0';
+	if ((size_t)n + sizeof("SHA256:") > outlen)
+		return hsm_fail(st, "internal", "fingerprint buffer too small");
+	memcpy(out, "SHA256:", 7);
+	memcpy(out + 7, b64, (size_t)n + 1);
+	return 0;
+}

@@ -1,0 +1,230 @@
+/*
+ * hsmd: the software HSM node.
+ *
+ *   hsmd init -d DIR --cluster NAME --name NODE [--sandbox] [--authorize PUBKEY]...
+ *   hsmd authorize -d DIR PUBKEY
+ *   hsmd revoke -d DIR FINGERPRINT
+ *   hsmd -d DIR -l HOST:PORT [-f] [-v]
+ *
+ * Exit statuses follow hsmctl's (DESIGN §9): 2 usage, 4 not found,
+ * 5 conflict (an existing node), 1 anything else.
+ */
+#include <sys/stat.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libssh/libssh.h>
+
+#include "keys.h"
+#include "log.h"
+#include "nodedir.h"
+#include "server.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: hsmd init -d DIR --cluster NAME --name NODE [--sandbox] "
+	    "[--authorize PUBKEY]...\n"
+	    "       hsmd authorize -d DIR PUBKEY\n"
+	    "       hsmd revoke -d DIR FINGERPRINT\n"
+	    "       hsmd -d DIR -l HOST:PORT [-f] [-v]\n"
+	    "       hsmd -h | -V\n");
+}
+
+static int
+fail(const hsm_status *st)
+{
+	fprintf(stderr, "hsmd: %s\n", st->message);
+	return hsm_code_exit(st->code);
+}
+
+static int
+usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "hsmd: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n");
+	usage(stderr);
+	return HSM_EXIT_USAGE;
+}
+
+static int
+cmd_init(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "cluster", required_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "sandbox", no_argument, NULL, 's' },
+		{ "authorize", required_argument, NULL, 'a' },
+		{ "genesis", required_argument, NULL, 'G' },
+		{ "genesis-quorum", required_argument, NULL, 'Q' },
+		{ "join", required_argument, NULL, 'J' },
+		{ "role", required_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct init_opts o;
+	const char **auth = NULL;
+	hsm_status st;
+	int ch, r;
+
+	memset(&o, 0, sizeof(o));
+	hsm_status_clear(&st);
+	if ((auth = calloc((size_t)argc, sizeof(*auth))) == NULL)
+		return HSM_EXIT_NODE;
+	o.authorize = auth;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "d:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			o.dir = optarg;
+			break;
+		case 'c':
+			o.cluster = optarg;
+			break;
+		case 'n':
+			o.name = optarg;
+			break;
+		case 's':
+			o.sandbox = true;
+			break;
+		case 'a':
+			auth[o.nauthorize++] = optarg;
+			break;
+		case 'G':
+		case 'Q':
+			free(auth);
+			return usage_error("%s: officers are not available in "
+			    "this version", ch == 'G' ? "--genesis" :
+			    "--genesis-quorum");
+		case 'J':
+		case 'R':
+			free(auth);
+			return usage_error("%s: joining a cluster is not "
+			    "available in this version", ch == 'J' ? "--join" :
+			    "--role");
+		default:
+			free(auth);
+			usage(stderr);
+			return HSM_EXIT_USAGE;
+		}
+	}
+	if (optind != argc || o.dir == NULL || o.cluster == NULL ||
+	    o.name == NULL) {
+		free(auth);
+		return usage_error("%s: -d, --cluster and --name are required",
+		    "init");
+	}
+	r = nodedir_init(&o, &st);
+	free(auth);
+	if (r != 0)
+		return fail(&st);
+	printf("initialised node %s of cluster %s in %s\n", o.name, o.cluster,
+	    o.dir);
+	return 0;
+}
+
+static const struct option dir_opts[] = {
+	{ "dir", required_argument, NULL, 'd' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* authorize and revoke: "-d DIR ARG". */
+static int
+cmd_keys(int argc, char **argv, bool add)
+{
+	const char *dir = NULL;
+	char fp[64];
+	hsm_status st;
+	int ch;
+
+	hsm_status_clear(&st);
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "d:", dir_opts, NULL)) != -1) {
+		if (ch != 'd') {
+			usage(stderr);
+			return HSM_EXIT_USAGE;
+		}
+		dir = optarg;
+	}
+	if (dir == NULL || optind != argc - 1)
+		return usage_error("%s: -d DIR and one argument are required",
+		    add ? "authorize" : "revoke");
+	if (add) {
+		if (authkeys_add(dir, argv[optind], fp, sizeof(fp), &st) != 0)
+			return fail(&st);
+		printf("authorised terminal key %s\n", fp);
+	} else {
+		if (authkeys_revoke(dir, argv[optind], &st) != 0)
+			return fail(&st);
+		printf("revoked terminal key %s\n", argv[optind]);
+	}
+	return 0;
+}
+
+static int
+cmd_serve(int argc, char **argv)
+{
+	const char *dir = NULL, *listen_on = NULL;
+	bool fg = false, verbose = false;
+	hsm_status st;
+	int ch, r;
+
+	hsm_status_clear(&st);
+	optind = 1;
+	while ((ch = getopt(argc, argv, "d:l:fvhV")) != -1) {
+		switch (ch) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'l':
+			listen_on = optarg;
+			break;
+		case 'f':
+			fg = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hsmd %s\n", HSMCTL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return HSM_EXIT_USAGE;
+		}
+	}
+	if (optind != argc || dir == NULL || listen_on == NULL)
+		return usage_error("%s-d DIR and -l HOST:PORT are required", "");
+	log_init(verbose);
+	if (ssh_init() != SSH_OK) {
+		fprintf(stderr, "hsmd: cannot initialise libssh\n");
+		return HSM_EXIT_NODE;
+	}
+	r = server_run(dir, listen_on, fg, &st);
+	ssh_finalize();
+	return r != 0 ? fail(&st) : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	/* Keys and the store are created private; nothing else needs more. */
+	umask(077);
+	if (argc >= 2 && strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "authorize") == 0)
+		return cmd_keys(argc - 1, argv + 1, true);
+	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+		return cmd_keys(argc - 1, argv + 1, false);
+	if (argc >= 2 && argv[1][0] != '-')
+		return usage_error("unknown command '%s'", argv[1]);
+	return cmd_serve(argc, argv);
+}

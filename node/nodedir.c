@@ -1,0 +1,249 @@
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libssh/libssh.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "fsutil.h"
+#include "keys.h"
+#include "nodedir.h"
+#include "store.h"
+
+bool
+name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > HSM_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    (i > 0 && (c == '-' || c == '_' || c == '.'))))
+			return false;
+	}
+	return true;
+}
+
+/* An existing directory may be taken over only when it is empty. */
+static int
+check_target(const char *dir, hsm_status *st)
+{
+	struct stat sb;
+	DIR *d;
+	struct dirent *e;
+	bool empty = true;
+
+	if (lstat(dir, &sb) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return hsm_fail(st, "io", "cannot stat %s: %s", dir,
+		    strerror(errno));
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return hsm_fail(st, "conflict", "%s exists and is not a "
+		    "directory; refusing to overwrite it", dir);
+	if ((d = opendir(dir)) == NULL)
+		return hsm_fail(st, "io", "cannot read %s: %s", dir,
+		    strerror(errno));
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			empty = false;
+	closedir(d);
+	if (!empty)
+		return hsm_fail(st, "conflict", "%s is not empty (an existing "
+		    "node?); refusing to overwrite it", dir);
+	return 0;
+}
+
+static int
+make_host_key(const char *tmp, const char *node, const char *cluster,
+    hsm_status *st)
+{
+	ssh_key key = NULL;
+	char path[PATH_MAX], *b64 = NULL, *line = NULL;
+	size_t n;
+	int r = -1;
+
+	if (fs_path(path, sizeof(path), tmp, HOSTKEY_FILE, st) != 0)
+		return -1;
+	if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK)
+		return hsm_fail(st, "internal", "cannot generate host key");
+	if (ssh_pki_export_privkey_file(key, NULL, NULL, NULL, path) !=
+	    SSH_OK || chmod(path, 0600) != 0) {
+		hsm_fail(st, "io", "cannot write host key %s", path);
+		goto out;
+	}
+	if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
+		hsm_fail(st, "internal", "cannot export host key");
+		goto out;
+	}
+	n = strlen(b64) + strlen(node) + strlen(cluster) + 32;
+	if ((line = malloc(n)) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	snprintf(line, n, "ssh-ed25519 %s hsmd-%s@%s\n", b64, node, cluster);
+	if (fs_path(path, sizeof(path), tmp, HOSTKEY_FILE ".pub", st) != 0)
+		goto out;
+	r = fs_write_new(path, line, strlen(line), 0644, st);
+out:
+	free(line);
+	ssh_string_free_char(b64);
+	ssh_key_free(key);
+	return r;
+}
+
+static int
+make_master_key(const char *tmp, hsm_status *st)
+{
+	unsigned char key[MASTER_KEY_LEN];
+	char path[PATH_MAX];
+	int r;
+
+	if (fs_path(path, sizeof(path), tmp, MASTER_KEY_FILE, st) != 0)
+		return -1;
+	if (RAND_priv_bytes(key, sizeof(key)) != 1)
+		return hsm_fail(st, "internal", "no randomness for the master "
+		    "key");
+	r = fs_write_new(path, key, sizeof(key), 0600, st);
+	OPENSSL_cleanse(key, sizeof(key));
+	return r;
+}
+
+static int
+make_authorized_keys(const char *tmp, const struct init_opts *o,
+    hsm_status *st)
+{
+	char path[PATH_MAX], *all = NULL, *line = NULL, fp[64];
+	size_t len = 0;
+	int r = -1;
+
+	for (size_t i = 0; i < o->nauthorize; i++) {
+		char *p;
+
+		if (authkeys_line(o->authorize[i], &line, fp, sizeof(fp),
+		    st) != 0)
+			goto out;
+		if ((p = realloc(all, len + strlen(line) + 1)) == NULL) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto out;
+		}
+		all = p;
+		memcpy(all + len, line, strlen(line) + 1);
+		len += strlen(line);
+		free(line);
+		line = NULL;
+	}
+	if (fs_path(path, sizeof(path), tmp, AUTHKEYS_FILE, st) != 0)
+		goto out;
+	r = fs_write_new(path, all != NULL ? all : "", len, 0600, st);
+out:
+	free(line);
+	free(all);
+	return r;
+}
+
+static int
+make_store(const char *tmp, const struct init_opts *o, hsm_status *st)
+{
+	struct node_meta m;
+	unsigned char id[16];
+	sqlite3 *db = NULL;
+	int r;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.node, sizeof(m.node), "%s", o->name);
+	snprintf(m.cluster, sizeof(m.cluster), "%s", o->cluster);
+	snprintf(m.role, sizeof(m.role), "master");
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return hsm_fail(st, "internal", "no randomness for the "
+		    "cluster id");
+	for (size_t i = 0; i < sizeof(id); i++)
+		snprintf(m.cluster_id + 2 * i, 3, "%02x", id[i]);
+	m.epoch = 1;
+	m.last_seq = 0;
+	m.sandbox = o->sandbox;
+	m.created = (int64_t)time(NULL);
+	if (store_open(tmp, true, &db, st) != 0)
+		return -1;
+	r = store_init_meta(db, &m, st);
+	store_close(&db);
+	return r;
+}
+
+static void
+remove_tree(const char *tmp)
+{
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+	char path[PATH_MAX];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fs_path(path, sizeof(path), tmp, e->d_name, NULL) == 0)
+			unlink(path);
+	}
+	closedir(d);
+	rmdir(tmp);
+}
+
+int
+nodedir_init(const struct init_opts *o, hsm_status *st)
+{
+	char tmp[PATH_MAX], parent[PATH_MAX], base[PATH_MAX];
+	int r = -1;
+
+	if (!name_valid(o->cluster))
+		return hsm_fail(st, "bad_value", "invalid cluster name '%s'",
+		    o->cluster);
+	if (!name_valid(o->name))
+		return hsm_fail(st, "bad_value", "invalid node name '%s'",
+		    o->name);
+	if (check_target(o->dir, st) != 0)
+		return -1;
+	snprintf(parent, sizeof(parent), "%s", o->dir);
+	if (snprintf(base, sizeof(base), ".%s.init-XXXXXX",
+	    basename(parent)) >= (int)sizeof(base))
+		return hsm_fail(st, "bad_value", "path too long: %s", o->dir);
+	snprintf(parent, sizeof(parent), "%s", o->dir);
+	if (fs_path(tmp, sizeof(tmp), dirname(parent), base, st) != 0)
+		return -1;
+	if (mkdtemp(tmp) == NULL)
+		return hsm_fail(st, "io", "cannot create a directory next to "
+		    "%s: %s", o->dir, strerror(errno));
+	if (make_host_key(tmp, o->name, o->cluster, st) != 0 ||
+	    make_master_key(tmp, st) != 0 ||
+	    make_authorized_keys(tmp, o, st) != 0 ||
+	    make_store(tmp, o, st) != 0 ||
+	    fs_sync_dir(tmp, st) != 0)
+		goto out;
+	/* rename(2) replaces only an empty directory: no node is overwritten. */
+	if (rename(tmp, o->dir) != 0) {
+		hsm_fail(st, errno == ENOTEMPTY || errno == EEXIST ?
+		    "conflict" : "io", "cannot create %s: %s", o->dir,
+		    strerror(errno));
+		goto out;
+	}
+	snprintf(parent, sizeof(parent), "%s", o->dir);
+	r = fs_sync_dir(dirname(parent), st);
+	return r;
+out:
+	remove_tree(tmp);
+	return r;
+}

@@ -1,0 +1,26 @@
+/* Creating a node directory (hsmd init). */
+#ifndef HSMD_NODEDIR_H
+#define HSMD_NODEDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hsmctl.h"
+
+#define MASTER_KEY_FILE "master.key"
+#define MASTER_KEY_LEN 32
+
+struct init_opts {
+	const char *dir;
+	const char *cluster;
+	const char *name;
+	bool sandbox;
+	const char **authorize;		/* public key files */
+	size_t nauthorize;
+};
+
+/* Create DIR whole or not at all: built aside, then renamed into place. */
+int nodedir_init(const struct init_opts *o, hsm_status *st);
+bool name_valid(const char *s);
+
+#endif

@@ -1,0 +1,13 @@
+/* hsmd's SSH server. */
+#ifndef HSMD_SERVER_H
+#define HSMD_SERVER_H
+
+#include <stdbool.h>
+
+#include "hsmctl.h"
+
+/* Serve DIR on HOST:PORT (port 0: any free port) until SIGTERM/SIGINT. */
+int server_run(const char *dir, const char *listen_on, bool foreground,
+    hsm_status *st);
+
+#endif

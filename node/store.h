@@ -1,0 +1,32 @@
+/* The node's durable store: SQLite, WAL, synchronous=FULL. */
+#ifndef HSMD_STORE_H
+#define HSMD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "hsmctl.h"
+
+#define STORE_FILE "store.db"
+#define STORE_SCHEMA 1
+
+struct node_meta {
+	char node[HSM_NAME_MAX + 1];
+	char cluster[HSM_NAME_MAX + 1];
+	char cluster_id[33];
+	char role[16];
+	uint64_t epoch;
+	uint64_t last_seq;
+	bool sandbox;
+	int64_t created;
+};
+
+/* Open (create=true: create the schema) a store; one handle per thread. */
+int store_open(const char *dir, bool create, sqlite3 **db, hsm_status *st);
+void store_close(sqlite3 **db);
+int store_init_meta(sqlite3 *db, const struct node_meta *m, hsm_status *st);
+int store_meta(sqlite3 *db, struct node_meta *m, hsm_status *st);
+
+#endif
