@@ -153,17 +153,22 @@ FUZZ_SECONDS ?= 60
 
 fuzz: $(FUZZ_BIN)
 
-$(FUZZDIR)/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+# Fuzz targets may use the pure CLI modules too (the tokenizer).
+FUZZ_CLI_SRC := cli/tokenize.c
+
+$(FUZZDIR)/%: tests/fuzz/%.c $(LIB_SRC) $(FUZZ_CLI_SRC) $(wildcard lib/*.h cli/*.h)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
-		$(shell $(PKG_CONFIG) --cflags libcbor libssh2 openssl) -o $@ $< $(LIB_SRC) $(LIB_LIBS)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(CPPFLAGS) -Icli -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+		$(shell $(PKG_CONFIG) --cflags libcbor libssh2 openssl) -o $@ $< $(LIB_SRC) \
+		$(FUZZ_CLI_SRC) $(LIB_LIBS)
 
 # Every target shares the time budget; the corpus lives in build/ only.
 fuzz-smoke: fuzz
 	@set -e; n=$(words $(FUZZ_BIN)); per=$$(( $(FUZZ_SECONDS) / n )); \
 	for f in $(FUZZ_BIN); do \
 	  c=$(FUZZDIR)/corpus-$$(basename $$f); mkdir -p $$c; \
-	  cp tests/fuzz/corpus/* $$c/ 2>/dev/null || true; \
+	  cp tests/fuzz/corpus/$$(basename $$f)/* $$c/ 2>/dev/null || true; \
 	  echo "== $$f ($$per s)"; $$f -max_total_time=$$per -max_len=4096 -print_final_stats=1 $$c 2>$(FUZZDIR)/$$(basename $$f).log \
 	    || { tail -50 $(FUZZDIR)/$$(basename $$f).log; exit 1; }; \
 	  grep -E 'stat::number_of_executed_units' $(FUZZDIR)/$$(basename $$f).log; \
@@ -187,13 +192,17 @@ install: all
 	install -m 644 man/hsmctl.1 $(DESTDIR)$(MANDIR)/man1/hsmctl.1
 	install -m 644 man/hsmctl.conf.5 $(DESTDIR)$(MANDIR)/man5/hsmctl.conf.5
 	install -m 644 man/hsmd.8 $(DESTDIR)$(MANDIR)/man8/hsmd.8
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 completions/hsmctl.bash $(DESTDIR)$(BASHCOMPDIR)/hsmctl
+	install -m 644 completions/_hsmctl $(DESTDIR)$(ZSHCOMPDIR)/_hsmctl
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hsmctl $(DESTDIR)$(SBINDIR)/hsmd \
 	  $(DESTDIR)$(LIBDIR)/libhsmctl.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libhsmctl.so \
 	  $(DESTDIR)$(LIBDIR)/libhsmctl.a $(DESTDIR)$(INCLUDEDIR)/hsmctl.h \
 	  $(DESTDIR)$(PKGCONFIGDIR)/libhsmctl.pc $(DESTDIR)$(MANDIR)/man1/hsmctl.1 \
-	  $(DESTDIR)$(MANDIR)/man5/hsmctl.conf.5 $(DESTDIR)$(MANDIR)/man8/hsmd.8
+	  $(DESTDIR)$(MANDIR)/man5/hsmctl.conf.5 $(DESTDIR)$(MANDIR)/man8/hsmd.8 \
+	  $(DESTDIR)$(BASHCOMPDIR)/hsmctl $(DESTDIR)$(ZSHCOMPDIR)/_hsmctl
 
 clean:
 	rm -rf build demo

@@ -34,12 +34,15 @@ read_all(const char *path, char **out, size_t *len, hsm_status *st)
 		if (n == cap) {
 			char *p;
 
-			if (cap >= BATCH_MAX) {
+			/* One byte past the limit tells a file that is too big. */
+			if (n > BATCH_MAX) {
 				hsm_fail(st, "usage", "batch file %s is larger "
 				    "than %u bytes", path, BATCH_MAX);
 				goto fail;
 			}
 			cap = cap ? cap * 2 : 65536;
+			if (cap > BATCH_MAX)
+				cap = BATCH_MAX + 1;
 			if ((p = realloc(buf, cap)) == NULL) {
 				hsm_fail(st, "no_memory", "out of memory");
 				goto fail;
@@ -103,6 +106,12 @@ batch_run(struct ctx *ctx, const char *path)
 			r = out_error(ctx, &st);
 			goto out;
 		}
+	}
+	/* --as logs in once, before the first line. */
+	if (ctx->as != NULL && tf.n > 0 && ctx_login_as(ctx, ctx->as,
+	    &st) != 0) {
+		r = out_error(ctx, &st);
+		goto out;
 	}
 	for (size_t i = 0; i < tf.n; i++) {
 		int s;

@@ -22,6 +22,8 @@ enum arg_kind {
 	K_FILE,
 	K_CLUSTER,
 	K_OUTPUT,	/* text|json */
+	K_ROLE,		/* genesis|so|pso */
+	K_KEYTYPE,	/* ed25519|p384 */
 };
 
 #define ARG_OPTIONAL 0x1
@@ -34,6 +36,7 @@ struct cmd_arg {
 };
 
 #define OPT_REPEAT 0x1
+#define OPT_REQUIRED 0x2
 
 struct cmd_opt {
 	const char *name;	/* long name without dashes */
@@ -45,6 +48,7 @@ struct cmd_opt {
 
 struct ctx;
 struct inv;
+struct kv_label;
 
 struct cmd {
 	const char *words;	/* "node info" */
@@ -71,6 +75,7 @@ struct inv {
 		const char *value;	/* NULL for a flag */
 	} opts[INV_MAX];
 	size_t nopts;
+	bool help;		/* COMMAND -h: show its help instead */
 };
 
 enum output_mode { OUT_TEXT, OUT_JSON };
@@ -93,6 +98,12 @@ struct ctx {
 	char node_label[HSM_NAME_MAX + 300];	/* the node connected to */
 	char role[32];		/* logged-in role, "" for none */
 	bool interactive;	/* in the shell */
+	int passfd;		/* --passphrase-fd, -1 for the terminal */
+	const char *officers[INV_MAX];	/* global --officer files */
+	size_t nofficers;
+	const char *approvals[INV_MAX];	/* global --approval files */
+	size_t napprovals;
+	const char *as;		/* --as ROLE[:PARTITION] */
 	const char *source;	/* batch file name, for "FILE:LINE:" */
 	size_t lineno;		/* batch line, 0 outside a batch */
 };
@@ -119,6 +130,8 @@ int cmd_run(struct ctx *ctx, const struct inv *inv);
  */
 void complete_words(struct ctx *ctx, int argc, char **argv,
     void (*add)(void *, const char *), void *arg);
+/* hsmctl __complete -- WORDS...: one candidate a line. */
+int complete_main(struct ctx *ctx, int argc, char **argv);
 
 /* shell.c: the interactive shell; returns 0 on exit/quit/Ctrl-D. */
 int shell_run(struct ctx *ctx);
@@ -126,10 +139,37 @@ int shell_run(struct ctx *ctx);
 /* batch.c: hsmctl -f FILE|-; returns the first failure's exit status. */
 int batch_run(struct ctx *ctx, const char *path);
 
+/* passphrase.c: one passphrase, from --passphrase-fd or the terminal. */
+int pass_read(struct ctx *ctx, const char *prompt, bool confirm, char *buf,
+    size_t len, hsm_status *st);
+
+/* Ask a yes/no question (echo on); -y answers yes.  false: st says why. */
+bool ask_yes(struct ctx *ctx, const char *question, hsm_status *st);
+
+/* cmd_auth.c: log in as "ROLE" or "ROLE:PARTITION" (--as). */
+int ctx_login_as(struct ctx *ctx, const char *as, hsm_status *st);
+
 /* Handlers. */
 int cmd_help(struct ctx *, const struct inv *, hsm_status *);
 int cmd_node_info(struct ctx *, const struct inv *, hsm_status *);
 int cmd_list_commands(struct ctx *, const struct inv *, hsm_status *);
+int cmd_login(struct ctx *, const struct inv *, hsm_status *);
+int cmd_logout(struct ctx *, const struct inv *, hsm_status *);
+int cmd_whoami(struct ctx *, const struct inv *, hsm_status *);
+int cmd_approval_request(struct ctx *, const struct inv *, hsm_status *);
+int cmd_approval_sign(struct ctx *, const struct inv *, hsm_status *);
+int cmd_officer_keygen(struct ctx *, const struct inv *, hsm_status *);
+int cmd_officer_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_officer_add(struct ctx *, const struct inv *, hsm_status *);
+int cmd_officer_remove(struct ctx *, const struct inv *, hsm_status *);
+int cmd_quorum_show(struct ctx *, const struct inv *, hsm_status *);
+int cmd_quorum_set(struct ctx *, const struct inv *, hsm_status *);
+int cmd_audit_log(struct ctx *, const struct inv *, hsm_status *);
+int cmd_audit_verify(struct ctx *, const struct inv *, hsm_status *);
+
+/* A call whose result is printed as it is, with these labels. */
+int call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,
+    const struct kv_label *labels, hsm_status *st);
 
 /*
  * conn.c: the session's connection, opened on first use (loading the
@@ -149,9 +189,13 @@ struct kv_label {
 };
 #define KV_PLAIN 0
 #define KV_DURATION 1
+#define KV_TIME 2	/* seconds since the epoch, shown as UTC */
 
 /* Report an error the way -o selects; returns the exit status. */
 int out_error(const struct ctx *ctx, const hsm_status *st);
+/* Print rows (a list of maps) as an aligned table with these columns. */
+int out_table(const struct ctx *ctx, const cbor_item_t *rows,
+    const struct kv_label *cols, hsm_status *st);
 /* Print a result map: JSON as is, text as aligned key/value pairs. */
 int out_result(const struct ctx *ctx, const cbor_item_t *result,
     const struct kv_label *labels, hsm_status *st);

@@ -10,14 +10,123 @@ static const struct cmd_arg help_args[] = {
 	{ NULL, 0, 0 },
 };
 
+static const struct cmd_arg role_part_args[] = {
+	{ "ROLE", K_ROLE, 0 },
+	{ "PARTITION", K_PARTITION, ARG_OPTIONAL },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg token_args[] = {
+	{ "TOKEN", K_FILE, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg file_args[] = {
+	{ "FILE", K_FILE, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg officer_add_args[] = {
+	{ "ROLE", K_ROLE, 0 },
+	{ "NAME", K_WORD, 0 },
+	{ "PUBKEY", K_FILE, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg role_name_args[] = {
+	{ "ROLE", K_ROLE, 0 },
+	{ "NAME", K_WORD, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg quorum_args[] = {
+	{ "ROLE", K_ROLE, 0 },
+	{ "M", K_WORD, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct cmd_opt out_opt[] = {
+	{ "out", "TOKEN", K_FILE, OPT_REQUIRED, "file to write the token to" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt sign_opts[] = {
+	{ "officer", "FILE", K_FILE, OPT_REQUIRED, "your officer key" },
+	{ "out", "APPROVAL", K_FILE, OPT_REQUIRED,
+	    "file to write the approval to" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt audit_opts[] = {
+	{ "partition", "P", K_PARTITION, 0, "only entries of partition P" },
+	{ "since", "TIME", K_WORD, 0,
+	    "from TIME (epoch seconds or YYYY-MM-DD[THH:MM:SS], UTC)" },
+	{ "limit", "N", K_WORD, 0, "the newest N entries (default 100)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt login_opts[] = {
+	{ "officer", "FILE", K_FILE, OPT_REPEAT,
+	    "officer key to sign with (one per officer)" },
+	{ "approval", "FILE", K_FILE, OPT_REPEAT,
+	    "signed remote approval (approval sign)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt keygen_opts[] = {
+	{ "type", "ed25519|p384", K_KEYTYPE, 0, "key type (default ed25519)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt partition_opt[] = {
+	{ "partition", "P", K_PARTITION, 0, "the partition of a pso officer" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+
 /* Sorted by words; help lists them in this order. */
 const struct cmd commands[] = {
+	{ .words = "approval request", .args = role_part_args,
+	    .opts = out_opt, .role = "-", .connects = true,
+	    .help = "get a login challenge for officers to sign remotely",
+	    .fn = cmd_approval_request },
+	{ .words = "approval sign", .args = token_args, .opts = sign_opts,
+	    .role = "-",
+	    .help = "sign a challenge token with your officer key (offline)",
+	    .fn = cmd_approval_sign },
+	{ .words = "audit log", .opts = audit_opts, .role = "any",
+	    .connects = true,
+	    .help = "show the audit log (a PSO sees its partition's entries)",
+	    .fn = cmd_audit_log },
+	{ .words = "audit verify", .role = "any", .connects = true,
+	    .help = "check the audit log's hash chain",
+	    .fn = cmd_audit_verify },
 	{ .words = "help", .args = help_args, .role = "-",
 	    .help = "show the commands, or the usage of one",
 	    .fn = cmd_help },
+	{ .words = "login", .args = role_part_args, .opts = login_opts,
+	    .role = "-", .connects = true,
+	    .help = "log in as genesis, so or pso PARTITION with a quorum of "
+	    "officers", .fn = cmd_login },
+	{ .words = "logout", .role = "-", .connects = true,
+	    .help = "drop the role logged in on this session",
+	    .fn = cmd_logout },
 	{ .words = "node info", .role = "-", .connects = true,
 	    .help = "show the node's name, cluster, role, epoch and host key",
 	    .fn = cmd_node_info },
+	{ .words = "officer add", .args = officer_add_args,
+	    .opts = partition_opt, .role = "genesis|so|pso", .writes = true,
+	    .connects = true, .help = "register an officer's public key",
+	    .fn = cmd_officer_add },
+	{ .words = "officer keygen", .args = file_args, .opts = keygen_opts,
+	    .role = "-", .secret = true,
+	    .help = "make an officer key pair, encrypted with a passphrase",
+	    .fn = cmd_officer_keygen },
+	{ .words = "officer list", .role = "any", .connects = true,
+	    .help = "list the registered officers", .fn = cmd_officer_list },
+	{ .words = "officer remove", .args = role_name_args,
+	    .opts = partition_opt, .role = "genesis|so|pso", .writes = true,
+	    .connects = true, .help = "remove an officer",
+	    .fn = cmd_officer_remove },
+	{ .words = "quorum set", .args = quorum_args, .opts = partition_opt,
+	    .role = "genesis|so|pso", .writes = true, .connects = true,
+	    .help = "set how many officers of a role must approve a login",
+	    .fn = cmd_quorum_set },
+	{ .words = "quorum show", .role = "any", .connects = true,
+	    .help = "show each role's quorum m of n officers",
+	    .fn = cmd_quorum_show },
+	{ .words = "whoami", .role = "-", .connects = true,
+	    .help = "show the role logged in, its officers and its expiry",
+	    .fn = cmd_whoami },
 };
 const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
 
@@ -87,6 +196,11 @@ parse_opts_args(const struct cmd *c, int argc, char **argv, struct inv *inv,
 			only_args = true;
 			continue;
 		}
+		if (!only_args && (strcmp(a, "-h") == 0 ||
+		    strcmp(a, "--help") == 0)) {
+			inv->help = true;
+			continue;
+		}
 		if (!only_args && a[0] == '-' && a[1] != '\0') {
 			const char *name = a + (a[1] == '-' ? 2 : 1);
 			const char *eq = strchr(name, '=');
@@ -137,7 +251,32 @@ parse_opts_args(const struct cmd *c, int argc, char **argv, struct inv *inv,
 			min++;
 		max = (ar->flags & ARG_REPEAT) ? INV_MAX : max + 1;
 	}
-	if (inv->nargs < min || inv->nargs > max) {
+	/* help WORDS: the words must name a command or a group of them. */
+	if (!inv->help && c->args != NULL && c->args->kind == K_COMMAND &&
+	    inv->nargs > 0) {
+		char words[256] = "";
+		size_t off = 0, wl;
+		bool known = false;
+
+		for (size_t i = 0; i < inv->nargs && off < sizeof(words); i++)
+			off += (size_t)snprintf(words + off,
+			    sizeof(words) - off, "%s%s", i ? " " : "",
+			    inv->args[i]);
+		wl = strlen(words);
+		for (size_t i = 0; i < ncommands && !known; i++)
+			known = strncmp(commands[i].words, words, wl) == 0 &&
+			    (commands[i].words[wl] == ' ' ||
+			    commands[i].words[wl] == '\0');
+		if (!known || off >= sizeof(words))
+			return hsm_fail(st, "unknown_command", "no command "
+			    "'%.64s' (see hsmctl help)", words);
+	}
+	for (const struct cmd_opt *o = c->opts; !inv->help && o != NULL &&
+	    o->name != NULL; o++)
+		if ((o->flags & OPT_REQUIRED) && inv_opt(inv, o->name) == NULL)
+			return hsm_fail(st, "usage", "'%s' needs --%s %s",
+			    c->words, o->name, o->metavar);
+	if (!inv->help && (inv->nargs < min || inv->nargs > max)) {
 		char u[256];
 
 		cmd_usage(c, u, sizeof(u));
@@ -205,9 +344,10 @@ cmd_usage(const struct cmd *c, char *buf, size_t len)
 		    (a->flags & ARG_OPTIONAL) ? "]" : "");
 	for (const struct cmd_opt *o = c->opts; o != NULL && o->name != NULL &&
 	    off < len; o++)
-		off += (size_t)snprintf(buf + off, len - off, " [--%s%s%s]%s",
-		    o->name, o->metavar ? " " : "",
-		    o->metavar ? o->metavar : "",
+		off += (size_t)snprintf(buf + off, len - off, " %s--%s%s%s%s%s",
+		    (o->flags & OPT_REQUIRED) ? "" : "[", o->name,
+		    o->metavar ? " " : "", o->metavar ? o->metavar : "",
+		    (o->flags & OPT_REQUIRED) ? "" : "]",
 		    (o->flags & OPT_REPEAT) ? "..." : "");
 }
 
@@ -238,7 +378,9 @@ help_one(const struct cmd *c)
 
 	cmd_usage(c, u, sizeof(u));
 	printf("usage: hsmctl [global options] %s\n\n%s.\n", u, c->help);
-	if (strcmp(c->role, "-") != 0)
+	if (strcmp(c->role, "any") == 0)
+		printf("Needs a login (any role).\n");
+	else if (strcmp(c->role, "-") != 0)
 		printf("Needs the %s role.\n", c->role);
 	if (c->opts != NULL && c->opts->name != NULL) {
 		printf("\nOptions:\n");
@@ -342,7 +484,10 @@ cmd_help(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 	    global_help);
 	for (size_t i = 0; i < ncommands; i++) {
 		cmd_usage(&commands[i], u, sizeof(u));
-		printf("  %-30s %s\n", u, commands[i].help);
+		if (strlen(u) <= 30)
+			printf("  %-30s %s\n", u, commands[i].help);
+		else
+			printf("  %s\n  %-30s %s\n", u, "", commands[i].help);
 	}
 	printf("\nSee hsmctl help COMMAND, hsmctl(1) and hsmctl.conf(5).\n");
 	return 0;
@@ -368,9 +513,21 @@ int
 cmd_run(struct ctx *ctx, const struct inv *inv)
 {
 	hsm_status st;
+	int r;
 
 	hsm_status_clear(&st);
-	if (inv->cmd->fn(ctx, inv, &st) != 0)
+	if (inv->help) {
+		if (ctx->output == OUT_JSON)
+			r = help_print_json(inv->cmd->words,
+			    strlen(inv->cmd->words), &st);
+		else {
+			help_one(inv->cmd);
+			r = 0;
+		}
+	} else
+		r = inv->cmd->fn(ctx, inv, &st);
+	if (r != 0)
 		return out_error(ctx, &st);
+	fflush(stdout);
 	return 0;
 }

@@ -59,6 +59,15 @@ offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 		offer(o, "text");
 		offer(o, "json");
 		break;
+	case K_ROLE:
+		offer(o, "genesis");
+		offer(o, "so");
+		offer(o, "pso");
+		break;
+	case K_KEYTYPE:
+		offer(o, "ed25519");
+		offer(o, "p384");
+		break;
 	case K_CLUSTER:
 		for (size_t i = 0; ctx->cfg != NULL && i < ctx->cfg->nclusters;
 		    i++)
@@ -152,8 +161,8 @@ complete_words(struct ctx *ctx, int argc, char **argv,
 	o.plen = strlen(cur);
 	o.add = add;
 	o.arg = arg;
-	/* Global options come first; skip them with their values. */
-	while (i < n && argv[i][0] == '-') {
+	/* Global options come first (not in the shell, where they are set). */
+	while (!ctx->interactive && i < n && argv[i][0] == '-') {
 		size_t g;
 
 		for (g = 0; g < NGLOBALS; g++)
@@ -164,11 +173,14 @@ complete_words(struct ctx *ctx, int argc, char **argv,
 				offer_kind(ctx, globals[g].kind, &o);
 				return;
 			}
+			/* They select the names offered later on the line. */
+			if (globals[g].kind == K_CLUSTER)
+				ctx->cluster = argv[i + 1];
 			i++;
 		}
 		i++;
 	}
-	if (i == n && cur[0] == '-') {
+	if (!ctx->interactive && i == n && cur[0] == '-') {
 		for (size_t g = 0; g < NGLOBALS; g++)
 			if (globals[g].name[1] == '-')
 				offer(&o, globals[g].name);
@@ -186,8 +198,12 @@ complete_words(struct ctx *ctx, int argc, char **argv,
 	}
 	if (c == NULL) {
 		offer_words(argv + i, n - i, &o);
-		if (n - i == 0)
+		if (n - i == 0 && !ctx->interactive)
 			offer(&o, "shell");
+		else if (n - i == 0) {
+			offer(&o, "exit");
+			offer(&o, "quit");
+		}
 		return;
 	}
 	/* Inside a command: its options, an option's value, or an argument. */
@@ -233,4 +249,38 @@ complete_words(struct ctx *ctx, int argc, char **argv,
 			offer_kind(ctx, a->kind, &o);
 		return;
 	}
+}
+
+static void
+print_cand(void *arg, const char *s)
+{
+	(void)arg;
+	printf("%s\n", s);
+}
+
+int
+complete_main(struct ctx *ctx, int argc, char **argv)
+{
+	hsm_status st;
+
+	/* Completion never fails loudly: a bad config just means fewer names. */
+	if (argc > 0 && strcmp(argv[0], "--") == 0) {
+		argc--;
+		argv++;
+	}
+	/* -F on the line being completed picks the configuration. */
+	for (int i = 0; i + 1 < argc; i++)
+		if (strcmp(argv[i], "-F") == 0 || strcmp(argv[i],
+		    "--config") == 0)
+			ctx->config_path = argv[i + 1];
+	if (hsm_config_load(ctx->config_path, &ctx->cfg, &st) != 0)
+		ctx->cfg = NULL;
+	if (argc == 0) {
+		char *empty[] = { (char *)"", NULL };
+
+		complete_words(ctx, 1, empty, print_cand, NULL);
+	} else
+		complete_words(ctx, argc, argv, print_cand, NULL);
+	hsm_config_free(&ctx->cfg);
+	return 0;
 }

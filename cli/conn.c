@@ -30,6 +30,7 @@ ctx_connect(struct ctx *ctx, hsm_status *st)
 {
 	const struct hsm_cluster *cl;
 	const char *cname;
+	char last[HSM_MSG_MAX];
 	char host[256];
 	int port;
 
@@ -80,8 +81,11 @@ ctx_connect(struct ctx *ctx, hsm_status *st)
 	if (ctx->node != NULL)
 		return hsm_fail(st, "bad_value", "no node '%s' in cluster "
 		    "'%s'", ctx->node, cl->name);
+	if (cl->nnodes == 1)
+		return -1;	/* its own message says it all */
+	snprintf(last, sizeof(last), "%s", st->message);
 	return hsm_fail(st, "connect_failed", "no node of cluster '%s' "
-	    "answered (last: %s)", cl->name, st->message);
+	    "answered (last: %s)", cl->name, last);
 }
 
 void

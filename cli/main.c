@@ -5,6 +5,7 @@
  *   hsmctl [global options] -f FILE|-        batch
  *   hsmctl [global options] [shell]          interactive shell
  */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,18 +44,6 @@ static const char *
 later_feature(int ch)
 {
 	switch (ch) {
-	case 'f':
-		return "-f/--file (batch mode)";
-	case 'k':
-		return "-k/--keep-going (batch mode)";
-	case O_AS:
-		return "--as (officer login)";
-	case O_OFFICER:
-		return "--officer (officer login)";
-	case O_APPROVAL:
-		return "--approval (remote approvals)";
-	case O_PASSFD:
-		return "--passphrase-fd (officer login)";
 	case O_SECRET:
 		return "--secret-file (technical user login)";
 	default:
@@ -67,17 +56,29 @@ static const struct cmd hidden_list = {
 	.help = "list every command's usage", .fn = cmd_list_commands,
 };
 
+/* Output that could not be written is a failure, whatever ran. */
+static int
+flush_status(int r)
+{
+	if ((fflush(stdout) != 0 || ferror(stdout)) && r == 0) {
+		fprintf(stderr, "hsmctl: cannot write the output\n");
+		r = HSM_EXIT_NODE;
+	}
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct ctx ctx;
 	struct inv inv;
 	hsm_status st;
-	const char *later = NULL;
+	const char *later = NULL, *batch = NULL;
 	bool help = false;
 	int ch, r;
 
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.passfd = -1;
 	hsm_status_clear(&st);
 	opterr = 0;
 	/* '+': stop at the command; its own options are the table's. */
@@ -106,6 +107,43 @@ main(int argc, char **argv)
 			break;
 		case 'y':
 			ctx.yes = true;
+			break;
+		case 'f':
+			batch = optarg;
+			break;
+		case O_AS:
+			ctx.as = optarg;
+			break;
+		case O_OFFICER:
+		case O_APPROVAL:
+			if ((ch == O_OFFICER ? ctx.nofficers :
+			    ctx.napprovals) >= INV_MAX) {
+				hsm_fail(&st, "usage", "too many --officer or "
+				    "--approval options");
+				return out_error(&ctx, &st);
+			}
+			if (ch == O_OFFICER)
+				ctx.officers[ctx.nofficers++] = optarg;
+			else
+				ctx.approvals[ctx.napprovals++] = optarg;
+			break;
+		case O_PASSFD: {
+			char *end;
+			long fd = strtol(optarg, &end, 10);
+
+			/* 0 is stdin, which a batch may be reading. */
+			if (*optarg == '\0' || *end != '\0' || fd < 0 ||
+			    fd > 1024 || fcntl((int)fd, F_GETFD) < 0) {
+				hsm_fail(&st, "bad_value", "--passphrase-fd "
+				    "takes an open descriptor, not '%s'",
+				    optarg);
+				return out_error(&ctx, &st);
+			}
+			ctx.passfd = (int)fd;
+			break;
+		}
+		case 'k':
+			ctx.keep_going = true;
 			break;
 		case O_ACCEPT:
 			ctx.accept_new_host_key = true;
@@ -154,21 +192,52 @@ main(int argc, char **argv)
 		inv.cmd = cmd_find("help");
 		return cmd_run(&ctx, &inv);
 	}
-	if (argc == 0 || strcmp(argv[0], "shell") == 0) {
-		hsm_fail(&st, "not_implemented", "the interactive shell is not "
-		    "available in hsmctl %s; give a command (see hsmctl help)",
-		    HSMCTL_VERSION);
+	if (batch != NULL && strcmp(batch, "-") == 0 && ctx.passfd == 0) {
+		hsm_fail(&st, "usage", "-f - and --passphrase-fd 0 both want "
+		    "standard input; give the passphrases on another "
+		    "descriptor (e.g. --passphrase-fd 3 3<FILE)");
 		return out_error(&ctx, &st);
 	}
+	if (batch != NULL) {
+		if (argc > 0) {
+			hsm_fail(&st, "usage", "give a command or -f FILE, not "
+			    "both");
+			return out_error(&ctx, &st);
+		}
+		r = batch_run(&ctx, batch);
+		ctx_fini(&ctx);
+		return flush_status(r);
+	}
+	if (argc == 0 && !isatty(STDIN_FILENO)) {
+		hsm_fail(&st, "usage", "no command given and standard input is "
+		    "not a terminal (use -f - for a batch; see hsmctl help)");
+		return out_error(&ctx, &st);
+	}
+	if (argc == 0 || (argc == 1 && strcmp(argv[0], "shell") == 0)) {
+		/* Piped lines belong in a batch, which reports failures. */
+		if (!isatty(STDIN_FILENO)) {
+			hsm_fail(&st, "usage", "the shell needs a terminal; "
+			    "for commands from standard input use -f -");
+			return out_error(&ctx, &st);
+		}
+		r = shell_run(&ctx);
+		ctx_fini(&ctx);
+		return flush_status(r);
+	}
+	if (strcmp(argv[0], "__complete") == 0)
+		return complete_main(&ctx, argc - 1, argv + 1);
 	/* The whole line is checked against the table before anything is sent. */
 	if (strcmp(argv[0], "__commands") == 0) {
 		memset(&inv, 0, sizeof(inv));
 		inv.cmd = &hidden_list;
 	} else if (cmd_parse(argc, argv, &inv, &st) != 0)
 		return out_error(&ctx, &st);
-	r = cmd_run(&ctx, &inv);
+	/* --as: log in on this connection, then run the command. */
+	if (ctx.as != NULL && !inv.help && ctx_login_as(&ctx, ctx.as,
+	    &st) != 0)
+		r = out_error(&ctx, &st);
+	else
+		r = cmd_run(&ctx, &inv);
 	ctx_fini(&ctx);
-	if (fflush(stdout) != 0 && r == 0)
-		r = HSM_EXIT_NODE;
-	return r;
+	return flush_status(r);
 }

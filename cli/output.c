@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -115,15 +116,16 @@ out_error(const struct ctx *ctx, const hsm_status *st)
 	if (status == HSM_EXIT_OK)
 		status = HSM_EXIT_NODE;
 	if (ctx != NULL && ctx->output == OUT_JSON) {
-		json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code",
-		    st->code, "message", st->message);
+		json_t *j;
 
-		/* In a batch, the line it failed on, as {"line":N,...}. */
-		if (j != NULL && ctx->lineno > 0 && json_object_set_new(j,
-		    "line", json_integer((json_int_t)ctx->lineno)) != 0) {
-			json_decref(j);
-			j = NULL;
-		}
+		/* In a batch, the line it failed on: {"line":N,"error":...}. */
+		if (ctx->lineno > 0)
+			j = json_pack("{s:I,s:{s:s,s:s}}", "line",
+			    (json_int_t)ctx->lineno, "error", "code", st->code,
+			    "message", st->message);
+		else
+			j = json_pack("{s:{s:s,s:s}}", "error", "code",
+			    st->code, "message", st->message);
 		if (j != NULL) {
 			print_json(j);
 			json_decref(j);
@@ -169,6 +171,15 @@ value_text(const cbor_item_t *v, int format)
 	if (cbor_isa_uint(v)) {
 		if (format == KV_DURATION)
 			format_duration(cbor_get_int(v), buf, sizeof(buf));
+		else if (format == KV_TIME) {
+			time_t t = (time_t)cbor_get_int(v);
+			struct tm tm;
+
+			if (t == 0)
+				return strdup("-");
+			gmtime_r(&t, &tm);
+			strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", &tm);
+		}
 		else
 			snprintf(buf, sizeof(buf), "%llu",
 			    (unsigned long long)cbor_get_int(v));
@@ -236,6 +247,11 @@ out_result(const struct ctx *ctx, const cbor_item_t *result,
 		const struct kv_label *l = find_label(labels, k, kl);
 		char *v = value_text(h[i].value, l ? l->format : KV_PLAIN);
 
+		if (v != NULL && *v == '\0') {
+			free(v);
+			v = strdup("-");
+		}
+
 		/* Node strings are shown as data, never as terminal control. */
 		for (char *p = v; p != NULL && *p != '\0'; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -265,4 +281,69 @@ out_verbose(const struct ctx *ctx, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/* Text of one cell, made printable. */
+static char *
+cell(const cbor_item_t *row, const struct kv_label *c)
+{
+	const cbor_item_t *v = hsm_map_get(row, c->key);
+	char *t = v != NULL ? value_text(v, c->format) : strdup("");
+
+	for (char *p = t; p != NULL && *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (t != NULL && *t == '\0') {
+		free(t);
+		t = strdup("-");
+	}
+	return t;
+}
+
+int
+out_table(const struct ctx *ctx, const cbor_item_t *rows,
+    const struct kv_label *cols, hsm_status *st)
+{
+	size_t ncols = 0, nrows, w[32];
+
+	if (ctx->output == OUT_JSON) {
+		json_t *j = out_cbor_to_json(rows);
+
+		if (j == NULL)
+			return hsm_fail(st, "protocol", "result cannot be "
+			    "shown as JSON");
+		print_json(j);
+		json_decref(j);
+		return 0;
+	}
+	if (!cbor_isa_array(rows))
+		return hsm_fail(st, "protocol", "the node sent no list");
+	while (cols[ncols].key != NULL && ncols < 32)
+		ncols++;
+	nrows = cbor_array_size(rows);
+	for (size_t c = 0; c < ncols; c++)
+		w[c] = strlen(cols[c].label);
+	for (size_t r = 0; r < nrows; r++)
+		for (size_t c = 0; c < ncols; c++) {
+			char *t = cell(cbor_array_handle(rows)[r], &cols[c]);
+
+			if (t != NULL && strlen(t) > w[c])
+				w[c] = strlen(t);
+			free(t);
+		}
+	for (size_t c = 0; c < ncols; c++)
+		printf("%s%-*s%s%s", ctx->color ? "\033[1m" : "",
+		    c + 1 < ncols ? (int)w[c] : 0, cols[c].label,
+		    ctx->color ? "\033[0m" : "", c + 1 < ncols ? "  " : "\n");
+	for (size_t r = 0; r < nrows; r++)
+		for (size_t c = 0; c < ncols; c++) {
+			char *t = cell(cbor_array_handle(rows)[r], &cols[c]);
+
+			printf("%-*s%s", c + 1 < ncols ? (int)w[c] : 0,
+			    t != NULL ? t : "?", c + 1 < ncols ? "  " : "\n");
+			free(t);
+		}
+	if (nrows == 0 && !ctx->quiet)
+		printf("(none)\n");
+	return 0;
 }

@@ -29,6 +29,7 @@ struct shell {
 	struct ctx *ctx;
 	char prompt[512];
 	char histpath[PATH_MAX];
+	bool done;		/* exit or quit */
 };
 
 static void
@@ -252,6 +253,11 @@ run_line(struct shell *sh, const char *line)
 	}
 	if (tf.n == 0)
 		goto out;
+	if (tf.lines[0].argc == 1 && (strcmp(tf.lines[0].argv[0], "exit") == 0 ||
+	    strcmp(tf.lines[0].argv[0], "quit") == 0)) {
+		sh->done = true;
+		goto out;
+	}
 	if (cmd_parse(tf.lines[0].argc, tf.lines[0].argv, &inv, &st) != 0) {
 		out_error(ctx, &st);
 		goto out;
@@ -305,11 +311,18 @@ shell_run(struct ctx *ctx)
 	el_set(sh.el, EL_PROMPT, prompt_fn);
 	el_set(sh.el, EL_HIST, history, sh.hist);
 	el_set(sh.el, EL_GETCFN, read_char);
-	el_set(sh.el, EL_ADDFN, "hsmctl-complete", "complete a word",
-	    complete_fn);
+	el_wset(sh.el, EL_ADDFN, L"hsmctl-complete", L"complete a word",
+	    complete_fn);	/* wide: el_set() leaks its converted copies */
 	el_set(sh.el, EL_BIND, "^I", "hsmctl-complete", NULL);
 	el_source(sh.el, NULL);
 
+	/* --as: log in once; the role then holds for every line. */
+	if (ctx->as != NULL) {
+		hsm_status st;
+
+		if (ctx_login_as(ctx, ctx->as, &st) != 0)
+			out_error(ctx, &st);
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigint;
 	sigemptyset(&sa.sa_mask);
@@ -332,13 +345,11 @@ shell_run(struct ctx *ctx)
 		n = strlen(copy);
 		while (n > 0 && (copy[n - 1] == '\n' || copy[n - 1] == '\r'))
 			copy[--n] = '\0';
-		if (strcmp(copy, "exit") == 0 || strcmp(copy, "quit") == 0) {
-			free(copy);
-			break;
-		}
 		run_line(&sh, copy);
 		free(copy);
 		fflush(stdout);
+		if (sh.done)
+			break;
 	}
 	if (line == NULL)
 		fputc('\n', stdout);

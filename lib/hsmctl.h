@@ -68,6 +68,9 @@ int hsm_frame_length(const unsigned char hdr[4], size_t *len, hsm_status *st);
 /* Serialise item as a frame (header + CBOR) into a new buffer. */
 int hsm_frame_encode(const cbor_item_t *item, unsigned char **out,
     size_t *outlen, hsm_status *st);
+/* Serialise item as definite-length CBOR (no frame header). */
+int hsm_cbor_encode(const cbor_item_t *item, unsigned char **out,
+    size_t *outlen, hsm_status *st);
 /*
  * Strictly decode one CBOR item that must fill buf exactly: definite
  * lengths only, no tags, nesting at most HSM_DEPTH_MAX, text keys in maps,
@@ -189,6 +192,76 @@ int hsm_conn_write(struct hsm_conn *conn, const unsigned char *buf,
     size_t len, hsm_status *st);
 int hsm_conn_read_frame(struct hsm_conn *conn, unsigned char **payload,
     size_t *len, hsm_status *st);
+
+/* ---- officer credentials (officer.c) ---------------------------------- */
+
+/*
+ * An officer's key pair: private key in an encrypted PKCS#8 PEM file
+ * (AES-256-CBC, PBKDF2-HMAC-SHA256 with HSM_PBKDF2_ITER iterations),
+ * public key in FILE.pub as a PEM SubjectPublicKeyInfo.  Officers sign
+ * challenge tokens made by a node; a signature covers
+ * HSM_SIG_CONTEXT || 0x00 || token, so it can never be mistaken for a
+ * signature over anything else.
+ */
+#define HSM_PBKDF2_ITER 600000
+#define HSM_SIG_CONTEXT "hsmctl-approval-v1"
+#define HSM_PASS_MIN 8
+#define HSM_PASS_MAX 1024
+#define HSM_TOKEN_MAX 65536
+
+enum hsm_key_type { HSM_KEY_ED25519, HSM_KEY_P384 };
+
+struct hsm_officer_key;
+
+/* Write path (0600, never overwriting) and path.pub (0644). */
+int hsm_officer_keygen(const char *path, enum hsm_key_type type,
+    const char *pass, size_t passlen, hsm_status *st);
+/* Wrong passphrase: code "bad_passphrase" (exit 3). */
+int hsm_officer_load(const char *path, const char *pass, size_t passlen,
+    struct hsm_officer_key **out, hsm_status *st);
+void hsm_officer_free(struct hsm_officer_key **key);
+/* DER SubjectPublicKeyInfo of the key (caller frees). */
+int hsm_officer_pubkey(const struct hsm_officer_key *key, unsigned char **der,
+    size_t *len, hsm_status *st);
+int hsm_officer_sign(const struct hsm_officer_key *key,
+    const unsigned char *token, size_t tokenlen, unsigned char **sig,
+    size_t *siglen, hsm_status *st);
+/* A PEM public key file (Ed25519 or P-384 only) as DER SPKI. */
+int hsm_pubkey_read(const char *path, unsigned char **der, size_t *len,
+    hsm_status *st);
+/* Check DER SPKI is an Ed25519 or P-384 public key. */
+int hsm_pubkey_check(const unsigned char *der, size_t len, hsm_status *st);
+/* Verify a signature made by hsm_officer_sign; "bad_signature" if not. */
+int hsm_verify(const unsigned char *der, size_t derlen,
+    const unsigned char *token, size_t tokenlen, const unsigned char *sig,
+    size_t siglen, hsm_status *st);
+
+/*
+ * Remote approvals.  A token file carries a node's challenge (PEM type
+ * "HSMCTL TOKEN", the CBOR token bytes); an approval file carries one
+ * officer's signature over it (PEM type "HSMCTL APPROVAL", a CBOR map
+ * {v:1, token:bytes, pubkey:bytes, sig:bytes}).  Reading an approval
+ * verifies its signature; a malformed file or a bad signature is an
+ * "integrity" / "bad_signature" error (exit 8).
+ */
+struct hsm_approval {
+	unsigned char *token;
+	size_t token_len;
+	unsigned char *pubkey;	/* DER SPKI */
+	size_t pubkey_len;
+	unsigned char *sig;
+	size_t sig_len;
+};
+
+int hsm_token_write(const char *path, const unsigned char *token, size_t len,
+    hsm_status *st);
+int hsm_token_read(const char *path, unsigned char **token, size_t *len,
+    hsm_status *st);
+int hsm_approval_write(const char *path, const struct hsm_approval *a,
+    hsm_status *st);
+int hsm_approval_read(const char *path, struct hsm_approval *a,
+    hsm_status *st);
+void hsm_approval_clear(struct hsm_approval *a);
 
 /* ---- util (util.c) ---------------------------------------------------- */
 

@@ -35,6 +35,9 @@ static const struct {
 	/* 3: not authorised */
 	{ "not_authorized", HSM_EXIT_AUTH },
 	{ "auth_failed", HSM_EXIT_AUTH },
+	{ "bad_passphrase", HSM_EXIT_AUTH },
+	{ "quorum_not_met", HSM_EXIT_AUTH },
+	{ "login_refused", HSM_EXIT_AUTH },
 	/* 4: not found */
 	{ "not_found", HSM_EXIT_NOTFOUND },
 	/* 5: refused by state */

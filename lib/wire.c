@@ -414,6 +414,22 @@ hsm_frame_encode(const cbor_item_t *item, unsigned char **out, size_t *outlen,
 	return 0;
 }
 
+int
+hsm_cbor_encode(const cbor_item_t *item, unsigned char **out, size_t *outlen,
+    hsm_status *st)
+{
+	unsigned char *frame;
+	size_t flen;
+
+	if (hsm_frame_encode(item, &frame, &flen, st) != 0)
+		return -1;
+	/* The same bytes as on the wire, without the length prefix. */
+	memmove(frame, frame + 4, flen - 4);
+	*out = frame;
+	*outlen = flen - 4;
+	return 0;
+}
+
 /* ---- maps ---- */
 
 cbor_item_t *

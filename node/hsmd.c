@@ -29,6 +29,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: hsmd init -d DIR --cluster NAME --name NODE [--sandbox] "
 	    "[--authorize PUBKEY]...\n"
+	    "                 [--genesis NAME=PUBKEY]... [--genesis-quorum M]\n"
 	    "       hsmd authorize -d DIR PUBKEY\n"
 	    "       hsmd revoke -d DIR FINGERPRINT\n"
 	    "       hsmd -d DIR -l HOST:PORT [-f] [-v]\n"
@@ -68,15 +69,24 @@ cmd_init(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct init_opts o;
-	const char **auth = NULL;
+	const char **auth = NULL, **gnames = NULL, **gkeys = NULL;
 	hsm_status st;
 	int ch, r;
 
 	memset(&o, 0, sizeof(o));
 	hsm_status_clear(&st);
-	if ((auth = calloc((size_t)argc, sizeof(*auth))) == NULL)
+	auth = calloc((size_t)argc, sizeof(*auth));
+	gnames = calloc((size_t)argc, sizeof(*gnames));
+	gkeys = calloc((size_t)argc, sizeof(*gkeys));
+	if (auth == NULL || gnames == NULL || gkeys == NULL) {
+		free(auth);
+		free(gnames);
+		free(gkeys);
 		return HSM_EXIT_NODE;
+	}
 	o.authorize = auth;
+	o.genesis_names = gnames;
+	o.genesis_keys = gkeys;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "d:", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -95,20 +105,48 @@ cmd_init(int argc, char **argv)
 		case 'a':
 			auth[o.nauthorize++] = optarg;
 			break;
-		case 'G':
-		case 'Q':
-			free(auth);
-			return usage_error("%s: officers are not available in "
-			    "this version", ch == 'G' ? "--genesis" :
-			    "--genesis-quorum");
+		case 'G': {
+			char *eq = strchr(optarg, '=');
+
+			if (eq == NULL || eq == optarg || eq[1] == '\0') {
+				free(auth);
+				free(gnames);
+				free(gkeys);
+				return usage_error("--genesis takes NAME=PUBKEY_"
+				    "FILE, not '%s'", optarg);
+			}
+			*eq = '\0';
+			gnames[o.ngenesis] = optarg;
+			gkeys[o.ngenesis++] = eq + 1;
+			break;
+		}
+		case 'Q': {
+			char *end;
+			long m = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || m < 1 ||
+			    m > 64) {
+				free(auth);
+				free(gnames);
+				free(gkeys);
+				return usage_error("--genesis-quorum takes a "
+				    "number, not '%s'", optarg);
+			}
+			o.genesis_quorum = m;
+			break;
+		}
 		case 'J':
 		case 'R':
 			free(auth);
+			free(gnames);
+			free(gkeys);
 			return usage_error("%s: joining a cluster is not "
 			    "available in this version", ch == 'J' ? "--join" :
 			    "--role");
 		default:
 			free(auth);
+			free(gnames);
+			free(gkeys);
 			usage(stderr);
 			return HSM_EXIT_USAGE;
 		}
@@ -116,11 +154,25 @@ cmd_init(int argc, char **argv)
 	if (optind != argc || o.dir == NULL || o.cluster == NULL ||
 	    o.name == NULL) {
 		free(auth);
+		free(gnames);
+		free(gkeys);
 		return usage_error("%s: -d, --cluster and --name are required",
 		    "init");
 	}
+	if (o.genesis_quorum != 0 && o.ngenesis == 0) {
+		free(auth);
+		free(gnames);
+		free(gkeys);
+		return usage_error("%s needs --genesis officers",
+		    "--genesis-quorum");
+	}
+	/* Default: four-eyes for the owner too, when there are two. */
+	if (o.genesis_quorum == 0)
+		o.genesis_quorum = o.ngenesis >= 2 ? 2 : 1;
 	r = nodedir_init(&o, &st);
 	free(auth);
+	free(gnames);
+	free(gkeys);
 	if (r != 0)
 		return fail(&st);
 	printf("initialised node %s of cluster %s in %s\n", o.name, o.cluster,

@@ -17,6 +17,7 @@
 #include "fsutil.h"
 #include "keys.h"
 #include "nodedir.h"
+#include "officers.h"
 #include "store.h"
 
 bool
@@ -180,6 +181,9 @@ make_store(const char *tmp, const struct init_opts *o, hsm_status *st)
 	if (store_open(tmp, true, &db, st) != 0)
 		return -1;
 	r = store_init_meta(db, &m, st);
+	if (r == 0)
+		r = officers_init(db, o->genesis_names, o->genesis_keys,
+		    o->ngenesis, o->genesis_quorum, st);
 	store_close(&db);
 	return r;
 }
@@ -215,6 +219,10 @@ nodedir_init(const struct init_opts *o, hsm_status *st)
 	if (!name_valid(o->name))
 		return hsm_fail(st, "bad_value", "invalid node name '%s'",
 		    o->name);
+	if (o->ngenesis > 0 && (o->genesis_quorum < 1 ||
+	    (size_t)o->genesis_quorum > o->ngenesis))
+		return hsm_fail(st, "bad_value", "--genesis-quorum must be "
+		    "1..%zu (the number of genesis officers)", o->ngenesis);
 	if (check_target(o->dir, st) != 0)
 		return -1;
 	snprintf(parent, sizeof(parent), "%s", o->dir);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hsmctl.h"
 
@@ -17,6 +18,10 @@ struct init_opts {
 	bool sandbox;
 	const char **authorize;		/* public key files */
 	size_t nauthorize;
+	const char **genesis_names;	/* the device owner's officers */
+	const char **genesis_keys;	/* their PEM public key files */
+	size_t ngenesis;
+	int64_t genesis_quorum;		/* 0: 1 for one officer, else 2 */
 };
 
 /* Create DIR whole or not at all: built aside, then renamed into place. */

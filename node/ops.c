@@ -1,25 +1,22 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
+#include "auth.h"
 #include "log.h"
+#include "officers.h"
 #include "ops.h"
 #include "store.h"
 
-/* Who may call an op.  Login roles arrive with officers; the gate is here. */
-enum op_access {
-	ACCESS_TERMINAL,	/* any authorised terminal */
-};
-
 struct op {
 	const char *name;
-	enum op_access access;
+	unsigned roles;		/* ROLE_* bits; 0: any authorised terminal */
 	bool writes;
 	int (*fn)(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
 	    hsm_status *);
 };
 
-/* Refuse arguments an op does not know: a typo must not pass silently. */
-static int
+int
 args_allowed(const cbor_item_t *args, const char *const *names,
     hsm_status *st)
 {
@@ -40,6 +37,123 @@ args_allowed(const cbor_item_t *args, const char *const *names,
 			    (const char *)cbor_string_handle(h[i].key));
 	}
 	return 0;
+}
+
+int
+arg_text(const cbor_item_t *args, const char *key, char *buf, size_t len,
+    bool required, hsm_status *st)
+{
+	const cbor_item_t *v = hsm_map_get(args, key);
+	size_t n;
+
+	if (v == NULL) {
+		if (required)
+			return hsm_fail(st, "bad_request", "missing argument "
+			    "'%s'", key);
+		return 1;
+	}
+	if (!cbor_isa_string(v))
+		return hsm_fail(st, "bad_request", "argument '%s' is not text",
+		    key);
+	n = cbor_string_length(v);
+	if (n >= len || memchr(cbor_string_handle(v), '\0', n) != NULL)
+		return hsm_fail(st, "bad_request", "argument '%s' is too long "
+		    "or holds NUL", key);
+	memcpy(buf, cbor_string_handle(v), n);
+	buf[n] = '\0';
+	return 0;
+}
+
+int
+arg_uint(const cbor_item_t *args, const char *key, uint64_t *out,
+    bool required, hsm_status *st)
+{
+	const cbor_item_t *v = hsm_map_get(args, key);
+
+	if (v == NULL) {
+		if (required)
+			return hsm_fail(st, "bad_request", "missing argument "
+			    "'%s'", key);
+		return 1;
+	}
+	if (!cbor_isa_uint(v))
+		return hsm_fail(st, "bad_request", "argument '%s' is not an "
+		    "unsigned integer", key);
+	*out = cbor_get_int(v);
+	return 0;
+}
+
+int
+arg_bytes(const cbor_item_t *args, const char *key, const unsigned char **p,
+    size_t *len, bool required, hsm_status *st)
+{
+	const cbor_item_t *v = hsm_map_get(args, key);
+
+	if (v == NULL) {
+		if (required)
+			return hsm_fail(st, "bad_request", "missing argument "
+			    "'%s'", key);
+		return 1;
+	}
+	if (!cbor_isa_bytestring(v))
+		return hsm_fail(st, "bad_request", "argument '%s' is not a "
+		    "byte string", key);
+	*p = cbor_bytestring_handle(v);
+	*len = cbor_bytestring_length(v);
+	return 0;
+}
+
+int
+role_bit(const char *role)
+{
+	if (strcmp(role, "genesis") == 0)
+		return ROLE_GENESIS;
+	if (strcmp(role, "so") == 0)
+		return ROLE_SO;
+	if (strcmp(role, "pso") == 0)
+		return ROLE_PSO;
+	return 0;
+}
+
+/* Officer and partition names. */
+bool
+name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > HSM_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    (i > 0 && (c == '-' || c == '_' || c == '.'))))
+			return false;
+	}
+	return true;
+}
+
+int
+tx_begin(struct sess_ctx *s, hsm_status *st)
+{
+	return store_exec(s->db, "BEGIN IMMEDIATE", st);
+}
+
+int
+tx_commit(struct sess_ctx *s, hsm_status *st)
+{
+	if (store_exec(s->db, "COMMIT", st) != 0) {
+		tx_rollback(s);
+		return -1;
+	}
+	return 0;
+}
+
+void
+tx_rollback(struct sess_ctx *s)
+{
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static int
@@ -74,8 +188,23 @@ op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	return 0;
 }
 
+/* Every op the node answers; sorted by name. */
 static const struct op ops[] = {
-	{ "node.info", ACCESS_TERMINAL, false, op_node_info },
+	{ "audit.log", ROLE_ANY, false, op_audit_log },
+	{ "audit.verify", ROLE_ANY, false, op_audit_verify },
+	{ "auth.challenge", 0, true, op_auth_challenge },
+	{ "auth.login", 0, true, op_auth_login },
+	{ "auth.logout", 0, true, op_auth_logout },
+	{ "auth.whoami", 0, false, op_auth_whoami },
+	{ "node.info", 0, false, op_node_info },
+	{ "officer.add", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	    op_officer_add },
+	{ "officer.list", ROLE_ANY, false, op_officer_list },
+	{ "officer.remove", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	    op_officer_remove },
+	{ "quorum.set", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	    op_quorum_set },
+	{ "quorum.show", ROLE_ANY, false, op_quorum_show },
 };
 
 static const struct op *
@@ -87,16 +216,34 @@ op_find(const char *name)
 	return NULL;
 }
 
-/* The one gate every op passes (cf. OpenSSH sftp-server request_permitted). */
+/*
+ * The one gate every op passes (cf. OpenSSH sftp-server
+ * request_permitted): the role logged in on this session, if still
+ * fresh, must be one the op accepts.  Finer rules (whose partition,
+ * device-so-access) are the handlers'.
+ */
 static int
-op_permitted(const struct sess_ctx *s, const struct op *op, hsm_status *st)
+op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 {
-	(void)s;
-	switch (op->access) {
-	case ACCESS_TERMINAL:
-		return 0;
+	time_t now = time(NULL);
+	int64_t idle = store_meta_int(s->db, "idle_timeout", 900);
+
+	if (s->role[0] != '\0' && now - s->last_use > idle) {
+		log_info("%s: %s login of %s expired after %lld s idle",
+		    s->peer, s->role, s->officers, (long long)idle);
+		audit_record(s, "auth.expire", "", "login expired (idle)");
+		s->role[0] = s->partition[0] = s->officers[0] = '\0';
 	}
-	return hsm_fail(st, "not_authorized", "%s is not permitted", op->name);
+	if (op->roles == 0)
+		return 0;
+	if (s->role[0] == '\0')
+		return hsm_fail(st, "not_authorized", "%s needs a login "
+		    "(hsmctl login ROLE)", op->name);
+	if (!(op->roles & role_bit(s->role)))
+		return hsm_fail(st, "not_authorized", "%s is not permitted to "
+		    "the %s role", op->name, s->role);
+	s->last_use = now;
+	return 0;
 }
 
 int
@@ -121,6 +268,8 @@ ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
 	}
 	if (op_permitted(s, op, &st) != 0 ||
 	    op->fn(s, req.args, &result, &st) != 0) {
+		if (result != NULL)
+			cbor_decref(&result);
 		log_info("%s: %s: %s: %s", s->peer, req.op, st.code,
 		    st.message);
 		goto error;

@@ -14,15 +14,52 @@ struct node_ctx {
 	const char *dir;
 	char hostkey_fp[64];
 	time_t started;
+	char name[HSM_NAME_MAX + 1];
+	char cluster[HSM_NAME_MAX + 1];
+	char cluster_id[33];
+	bool sandbox;
 };
 
-/* One SSH session of one terminal. */
+/* One SSH session of one terminal, and the role logged in on it. */
 struct sess_ctx {
 	const struct node_ctx *node;
 	sqlite3 *db;
 	char peer[64];		/* "ADDR:PORT" of the client */
 	char term_fp[64];	/* terminal key fingerprint */
+	char id[17];		/* random, names the session in the audit log */
+	char role[16];		/* "genesis", "so", "pso" or "" */
+	char partition[HSM_NAME_MAX + 1];	/* of a pso login */
+	char officers[512];	/* who approved the login, "a,b" */
+	time_t login_time;
+	time_t last_use;	/* for the idle timeout */
 };
+
+/* Role bits for the gate. */
+#define ROLE_GENESIS 0x1
+#define ROLE_SO 0x2
+#define ROLE_PSO 0x4
+#define ROLE_ANY (ROLE_GENESIS | ROLE_SO | ROLE_PSO)
+
+/*
+ * Typed access to request arguments: 0 found, 1 absent (when not
+ * required), -1 wrong type, too long or missing (st filled).
+ */
+int arg_text(const cbor_item_t *args, const char *key, char *buf,
+    size_t len, bool required, hsm_status *st);
+int arg_uint(const cbor_item_t *args, const char *key, uint64_t *v,
+    bool required, hsm_status *st);
+int arg_bytes(const cbor_item_t *args, const char *key,
+    const unsigned char **p, size_t *len, bool required, hsm_status *st);
+/* Refuse arguments an op does not know: a typo must not pass silently. */
+int args_allowed(const cbor_item_t *args, const char *const *names,
+    hsm_status *st);
+int role_bit(const char *role);
+bool name_ok(const char *s);
+
+/* Begin/commit a write transaction; rollback on any failure. */
+int tx_begin(struct sess_ctx *s, hsm_status *st);
+int tx_commit(struct sess_ctx *s, hsm_status *st);
+void tx_rollback(struct sess_ctx *s);
 
 /*
  * Answer one request frame payload with one response frame.  Every

@@ -29,6 +29,7 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
+#include <openssl/rand.h>
 
 #include "fsutil.h"
 #include "keys.h"
@@ -305,6 +306,14 @@ session_main(void *arg)
 	memset(&c, 0, sizeof(c));
 	c.session = w->session;
 	c.ctx.node = w->node;
+	{
+		unsigned char rnd[8];
+
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			goto out;
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(c.ctx.id + 2 * i, 3, "%02x", rnd[i]);
+	}
 	peer_name(ssh_get_fd(c.session), c.ctx.peer, sizeof(c.ctx.peer));
 	log_debug("%s: connected", c.ctx.peer);
 
@@ -495,8 +504,13 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	snprintf(pidpath, sizeof(pidpath), "%s/hsmd.pid", dir);
 	if (store_open(dir, false, &db, st) != 0)
 		return -1;
-	if (store_meta(db, &meta, st) != 0)
+	if (store_migrate(db, st) != 0 || store_meta(db, &meta, st) != 0)
 		goto out;
+	snprintf(node.name, sizeof(node.name), "%s", meta.node);
+	snprintf(node.cluster, sizeof(node.cluster), "%s", meta.cluster);
+	snprintf(node.cluster_id, sizeof(node.cluster_id), "%s",
+	    meta.cluster_id);
+	node.sandbox = meta.sandbox;
 	store_close(&db);
 	/* One server per node directory. */
 	if ((lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||

@@ -5,11 +5,62 @@
 
 #include "store.h"
 
+/*
+ * The schema, idempotent: run when a store is created and when a node
+ * starts, so a node directory made by an older hsmd gains new tables.
+ */
 static const char schema[] =
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    /* Officers: a removed one keeps its row (audit), marked revoked. */
+    "CREATE TABLE IF NOT EXISTS officers ("
+    "  id INTEGER PRIMARY KEY,"
+    "  role TEXT NOT NULL CHECK (role IN ('genesis', 'so', 'pso')),"
+    "  partition TEXT NOT NULL DEFAULT '',"
+    "  name TEXT NOT NULL,"
+    "  pubkey BLOB NOT NULL,"
+    "  fingerprint TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  revoked INTEGER);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS officers_name"
+    "  ON officers (role, partition, name) WHERE revoked IS NULL;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS officers_key"
+    "  ON officers (role, partition, fingerprint) WHERE revoked IS NULL;"
+    "CREATE TABLE IF NOT EXISTS quorums ("
+    "  role TEXT NOT NULL, partition TEXT NOT NULL DEFAULT '',"
+    "  m INTEGER NOT NULL CHECK (m >= 1),"
+    "  PRIMARY KEY (role, partition));"
+    /* Challenges are single use: used is set in the login transaction. */
+    "CREATE TABLE IF NOT EXISTS challenges ("
+    "  nonce BLOB PRIMARY KEY, token BLOB NOT NULL,"
+    "  role TEXT NOT NULL, partition TEXT NOT NULL DEFAULT '',"
+    "  purpose TEXT NOT NULL, expires INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+    "  session TEXT NOT NULL);"
+    /* Hash-chained: hash = SHA-256(prev || CBOR of the entry). */
+    "CREATE TABLE IF NOT EXISTS audit ("
+    "  seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
+    "  node TEXT NOT NULL, session TEXT NOT NULL, role TEXT NOT NULL,"
+    "  partition TEXT NOT NULL, officers TEXT NOT NULL, op TEXT NOT NULL,"
+    "  args TEXT NOT NULL, result TEXT NOT NULL,"
+    "  prev BLOB NOT NULL, hash BLOB NOT NULL);"
+    /* Partitions and their parameters (filled in by partition ops). */
+    "CREATE TABLE IF NOT EXISTS partitions ("
+    "  name TEXT PRIMARY KEY, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS partition_params ("
+    "  partition TEXT NOT NULL REFERENCES partitions (name)"
+    "    ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY (partition, name));";
 
-static int
-exec(sqlite3 *db, const char *sql, hsm_status *st)
+int
+store_migrate(sqlite3 *db, hsm_status *st)
+{
+	return store_exec(db, schema, st);
+}
+
+int
+store_exec(sqlite3 *db, const char *sql, hsm_status *st)
 {
 	char *err = NULL;
 
@@ -42,10 +93,10 @@ store_open(const char *dir, bool create, sqlite3 **dbp, hsm_status *st)
 	}
 	/* Concurrent sessions each hold a handle: wait, never fail, on locks. */
 	sqlite3_busy_timeout(db, 10000);
-	if (exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+	if (store_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
 	    "PRAGMA foreign_keys=ON;", st) != 0)
 		goto fail;
-	if (create && exec(db, schema, st) != 0)
+	if (create && store_migrate(db, st) != 0)
 		goto fail;
 	*dbp = db;
 	return 0;
@@ -81,7 +132,7 @@ store_init_meta(sqlite3 *db, const struct node_meta *m, hsm_status *st)
 	char num[32];
 	int r = -1;
 
-	if (exec(db, "BEGIN IMMEDIATE", st) != 0)
+	if (store_exec(db, "BEGIN IMMEDIATE", st) != 0)
 		return -1;
 	if (sqlite3_prepare_v2(db, "INSERT INTO meta(key, value) "
 	    "VALUES (?1, ?2)", -1, &s, NULL) != SQLITE_OK)
@@ -105,7 +156,7 @@ store_init_meta(sqlite3 *db, const struct node_meta *m, hsm_status *st)
 		goto fail;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (exec(db, "COMMIT", st) != 0)
+	if (store_exec(db, "COMMIT", st) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -158,4 +209,40 @@ store_meta(sqlite3 *db, struct node_meta *m, hsm_status *st)
 	if (seen < 8 || m->node[0] == '\0' || m->cluster[0] == '\0')
 		return hsm_fail(st, "io", "store: node identity is incomplete");
 	return 0;
+}
+
+int64_t
+store_meta_int(sqlite3 *db, const char *key, int64_t dflt)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = dflt;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		return dflt;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+int
+store_meta_set(sqlite3 *db, const char *key, const char *value,
+    hsm_status *st)
+{
+	sqlite3_stmt *s = NULL;
+	int r = -1;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta (key, value) VALUES "
+	    "(?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", -1, &s,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_DONE)
+		hsm_fail(st, "io", "store: %s", sqlite3_errmsg(db));
+	else
+		r = 0;
+	sqlite3_finalize(s);
+	return r;
 }

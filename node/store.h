@@ -26,7 +26,15 @@ struct node_meta {
 /* Open (create=true: create the schema) a store; one handle per thread. */
 int store_open(const char *dir, bool create, sqlite3 **db, hsm_status *st);
 void store_close(sqlite3 **db);
+/* Create missing tables (idempotent). */
+int store_migrate(sqlite3 *db, hsm_status *st);
+/* Run SQL without results; errors as "io". */
+int store_exec(sqlite3 *db, const char *sql, hsm_status *st);
 int store_init_meta(sqlite3 *db, const struct node_meta *m, hsm_status *st);
 int store_meta(sqlite3 *db, struct node_meta *m, hsm_status *st);
+/* A numeric setting from meta, or dflt when absent. */
+int64_t store_meta_int(sqlite3 *db, const char *key, int64_t dflt);
+int store_meta_set(sqlite3 *db, const char *key, const char *value,
+    hsm_status *st);
 
 #endif

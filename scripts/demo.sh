@@ -13,9 +13,33 @@ chmod 700 "$D"
 if [ ! -f "$D/terminal_key" ]; then
 	ssh-keygen -q -t ed25519 -N '' -C hsmctl-demo -f "$D/terminal_key"
 fi
+# Officer keys.  The demo feeds passphrases through --passphrase-fd from a
+# file so it can run unattended; real officers type theirs at the prompt.
+mkdir -p "$D/keys"
+chmod 700 "$D/keys"
+for o in genesis-1 genesis-2 so-alice so-bob; do
+	if [ ! -f "$D/keys/$o.key" ]; then
+		echo "demo-passphrase-$o" > "$D/keys/$o.pass"
+		chmod 600 "$D/keys/$o.pass"
+		"$HSMCTL" --passphrase-fd 3 officer keygen "$D/keys/$o.key" \
+			3<"$D/keys/$o.pass" >/dev/null
+	fi
+done
+if [ -d "$D/n1" ] && [ ! -f "$D/n1/.demo-officers" ]; then
+	# A node from an older demo, without officers: start it afresh.
+	kill "$(cat "$D/n1/hsmd.pid" 2>/dev/null)" 2>/dev/null || true
+	sleep 0.5
+	rm -rf "$D/n1"
+fi
 if [ ! -d "$D/n1" ]; then
 	"$HSMD" init -d "$D/n1" --cluster demo --name n1 --sandbox \
-		--authorize "$D/terminal_key.pub"
+		--authorize "$D/terminal_key.pub" \
+		--genesis "g1=$D/keys/genesis-1.key.pub" \
+		--genesis "g2=$D/keys/genesis-2.key.pub"
+	touch "$D/n1/.demo-officers"
+	# A new node has a new host key: the demo's known_hosts starts over.
+	rm -f "$D/known_hosts"
+	fresh=yes
 fi
 cat > "$D/hsmctl.conf" <<CONF
 # written by scripts/demo.sh
@@ -51,12 +75,46 @@ echo "== hsmctl -F demo/hsmctl.conf --accept-new-host-key node info"
 echo
 echo "== hsmctl -F demo/hsmctl.conf -o json node info"
 "$HSMCTL" -F "$D/hsmctl.conf" -o json node info
+pass() { cat "$D/keys/$1.pass"; }
+if [ "${fresh:-no}" = yes ]; then
+	echo
+	echo "== genesis (2 of 2) registers two SOs: a batch over one login"
+	{ pass genesis-1; pass genesis-2; } > "$D/keys/.batch.pass"
+	"$HSMCTL" -F "$D/hsmctl.conf" --passphrase-fd 3 \
+		--as genesis --officer "$D/keys/genesis-1.key" \
+		--officer "$D/keys/genesis-2.key" -f - 3<"$D/keys/.batch.pass" <<BATCH
+officer add so alice $D/keys/so-alice.key.pub
+officer add so bob $D/keys/so-bob.key.pub
+quorum show
+BATCH
+	rm -f "$D/keys/.batch.pass"
+fi
+echo
+echo "== four-eyes: the SO role needs two distinct SO officers"
+echo "   hsmctl login so --officer so-alice.key          (one: refused, exit 3)"
+pass so-alice | "$HSMCTL" -F "$D/hsmctl.conf" --passphrase-fd 0 \
+	login so --officer "$D/keys/so-alice.key" || echo "   -> exit $? as expected"
+echo "   hsmctl --as so --officer so-alice.key --officer so-bob.key whoami"
+{ pass so-alice; pass so-bob; } | "$HSMCTL" -F "$D/hsmctl.conf" \
+	--passphrase-fd 0 --as so --officer "$D/keys/so-alice.key" \
+	--officer "$D/keys/so-bob.key" whoami
+echo
+echo "== the audit log (as SO), and its hash chain"
+{ pass so-alice; pass so-bob; } | "$HSMCTL" -F "$D/hsmctl.conf" \
+	--passphrase-fd 0 --as so --officer "$D/keys/so-alice.key" \
+	--officer "$D/keys/so-bob.key" -f /dev/fd/3 3<<BATCH
+audit log --limit 6
+audit verify
+BATCH
 cat <<TXT
 
 The node n1 of cluster 'demo' runs in the background (log: demo/n1.log).
 Continue with:
     export HSMCTL_CONFIG=\$PWD/demo/hsmctl.conf
     cli/hsmctl node info
+    cli/hsmctl login so --officer demo/keys/so-alice.key --officer demo/keys/so-bob.key
+        (passphrases: demo/keys/*.pass)
+    cli/hsmctl                      # the interactive shell
     cli/hsmctl help
     man -l man/hsmctl.1
 Stop it with:

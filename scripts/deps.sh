@@ -8,7 +8,8 @@ set -u
 PKGS="gcc make pkg-config
 libssl-dev libssh2-1-dev libssh-dev libcbor-dev libedit-dev
 libsqlite3-dev libjansson-dev libcmocka-dev
-mandoc clang libclang-rt-14-dev openssh-client python3"
+mandoc clang libclang-rt-14-dev openssh-client python3
+bash-completion zsh"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	# Not Debian: check what we can and let the build say the rest.
@@ -16,7 +17,7 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
 	for m in libcbor libssh2 libssh openssl sqlite3 jansson cmocka libedit; do
 		pkg-config --exists "$m" 2>/dev/null || missing="$missing $m"
 	done
-	for c in cc make mandoc clang ssh-keygen python3; do
+	for c in cc make mandoc clang ssh-keygen python3 bash zsh; do
 		command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
 	done
 	if [ -n "$missing" ]; then

@@ -94,9 +94,16 @@ test_help_args(void **state)
 	assert_int_equal(parse(&inv, &st, "help", "node", "info", NULL), 0);
 	assert_int_equal(inv.nargs, 2);
 	assert_string_equal(inv.args[1], "info");
-	/* "--" ends options: what follows is an argument. */
-	assert_int_equal(parse(&inv, &st, "help", "--", "--x", NULL), 0);
-	assert_string_equal(inv.args[0], "--x");
+	/* "--" ends options: what follows is an argument, checked too. */
+	assert_int_equal(parse(&inv, &st, "help", "--", "node", NULL), 0);
+	assert_string_equal(inv.args[0], "node");
+	assert_int_equal(parse(&inv, &st, "help", "--", "--x", NULL), -1);
+	assert_string_equal(st.code, "unknown_command");
+	assert_int_equal(parse(&inv, &st, "help", "nosuch", NULL), -1);
+	assert_string_equal(st.code, "unknown_command");
+	/* COMMAND -h asks for help; arguments are not counted then. */
+	assert_int_equal(parse(&inv, &st, "node", "info", "-h", NULL), 0);
+	assert_true(inv.help);
 	cmd_usage(cmd_find("help"), u, sizeof(u));
 	assert_string_equal(u, "help [COMMAND...]");
 }

@@ -1,0 +1,507 @@
+/*
+ * Officer keys, login (local signatures and remote approvals), whoami,
+ * logout.  Private keys and passphrases stay in this process, wiped
+ * after use; only signatures travel.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "cmd.h"
+
+/* What a challenge token says, for checks and for showing it. */
+struct token_info {
+	char purpose[16], node[HSM_NAME_MAX + 1], cluster[HSM_NAME_MAX + 1];
+	char role[16], partition[HSM_NAME_MAX + 1];
+	uint64_t expires;
+};
+
+static void
+text_field(const cbor_item_t *m, const char *key, char *buf, size_t len)
+{
+	const cbor_item_t *v = hsm_map_get(m, key);
+
+	buf[0] = '\0';
+	if (v != NULL && cbor_isa_string(v))
+		snprintf(buf, len, "%.*s", (int)cbor_string_length(v),
+		    (const char *)cbor_string_handle(v));
+}
+
+static int
+token_parse(const unsigned char *tok, size_t len, struct token_info *ti,
+    hsm_status *st)
+{
+	cbor_item_t *m = NULL;
+	const cbor_item_t *e;
+
+	memset(ti, 0, sizeof(*ti));
+	if (hsm_cbor_decode(tok, len, &m, st) != 0 || !cbor_isa_map(m)) {
+		if (m != NULL)
+			cbor_decref(&m);
+		return hsm_fail(st, "integrity", "the challenge token is "
+		    "malformed");
+	}
+	text_field(m, "purpose", ti->purpose, sizeof(ti->purpose));
+	text_field(m, "node", ti->node, sizeof(ti->node));
+	text_field(m, "cluster", ti->cluster, sizeof(ti->cluster));
+	text_field(m, "role", ti->role, sizeof(ti->role));
+	text_field(m, "partition", ti->partition, sizeof(ti->partition));
+	if ((e = hsm_map_get(m, "expires")) != NULL && cbor_isa_uint(e))
+		ti->expires = cbor_get_int(e);
+	cbor_decref(&m);
+	if (ti->role[0] == '\0' || ti->node[0] == '\0' || ti->expires == 0)
+		return hsm_fail(st, "integrity", "the challenge token lacks "
+		    "its role, node or expiry");
+	return 0;
+}
+
+/* "genesis", "so", "pso P": the role words of login and approval request. */
+static int
+role_words(const struct inv *inv, size_t first, const char **role,
+    const char **part, hsm_status *st)
+{
+	*role = inv->args[first];
+	*part = inv->nargs > first + 1 ? inv->args[first + 1] : "";
+	if (strcmp(*role, "genesis") != 0 && strcmp(*role, "so") != 0 &&
+	    strcmp(*role, "pso") != 0)
+		return hsm_fail(st, "bad_value", "role must be genesis, so or "
+		    "pso, not '%s'", *role);
+	if ((strcmp(*role, "pso") == 0) != ((*part)[0] != '\0'))
+		return hsm_fail(st, "usage", strcmp(*role, "pso") == 0 ?
+		    "pso needs a partition: login pso PARTITION" :
+		    "only the pso role takes a partition");
+	return 0;
+}
+
+/* Sign token with one officer key file, asking for its passphrase. */
+static int
+sign_with(struct ctx *ctx, const char *file, const unsigned char *tok,
+    size_t toklen, cbor_item_t *list, hsm_status *st)
+{
+	char pass[HSM_PASS_MAX + 2], prompt[512];
+	struct hsm_officer_key *key = NULL;
+	unsigned char *der = NULL, *sig = NULL;
+	size_t derlen, siglen;
+	cbor_item_t *a = NULL;
+	int r = -1;
+
+	snprintf(prompt, sizeof(prompt), "Passphrase for officer key %s: ",
+	    file);
+	if (pass_read(ctx, prompt, false, pass, sizeof(pass), st) != 0)
+		goto out;
+	r = hsm_officer_load(file, pass, strlen(pass), &key, st);
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (r != 0)
+		goto out;
+	r = -1;
+	if (hsm_officer_pubkey(key, &der, &derlen, st) != 0 ||
+	    hsm_officer_sign(key, tok, toklen, &sig, &siglen, st) != 0)
+		goto out;
+	if ((a = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put(a, "pubkey", cbor_build_bytestring(der, derlen)) != 0 ||
+	    hsm_map_put(a, "sig", cbor_build_bytestring(sig, siglen)) != 0 ||
+	    !cbor_array_push(list, a)) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	r = 0;
+out:
+	hsm_officer_free(&key);
+	free(der);
+	free(sig);
+	if (a != NULL)
+		cbor_decref(&a);
+	return r;
+}
+
+static int
+add_approval(const struct hsm_approval *ap, cbor_item_t *list, hsm_status *st)
+{
+	cbor_item_t *a = cbor_new_indefinite_map();
+	bool ok = a != NULL &&
+	    hsm_map_put(a, "pubkey", cbor_build_bytestring(ap->pubkey,
+	    ap->pubkey_len)) == 0 &&
+	    hsm_map_put(a, "sig", cbor_build_bytestring(ap->sig,
+	    ap->sig_len)) == 0 && cbor_array_push(list, a);
+
+	if (a != NULL)
+		cbor_decref(&a);
+	return ok ? 0 : hsm_fail(st, "no_memory", "out of memory");
+}
+
+/*
+ * The whole login: approvals first (they fix the token), else a fresh
+ * challenge; then each officer signs in turn; the node decides.
+ */
+static int
+do_login(struct ctx *ctx, const char *role, const char *part,
+    const char **officers, size_t nofficers, const char **approvals,
+    size_t napprovals, cbor_item_t **result, hsm_status *st)
+{
+	struct hsm_approval ap[INV_MAX];
+	unsigned char *tok = NULL;
+	size_t toklen = 0;
+	cbor_item_t *args = NULL, *list = NULL, *res = NULL;
+	struct token_info ti;
+	int r = -1;
+
+	memset(ap, 0, sizeof(ap));
+	*result = NULL;
+	if (nofficers + napprovals == 0)
+		return hsm_fail(st, "usage", "login needs --officer FILE or "
+		    "--approval FILE (one for each officer of the quorum)");
+	for (size_t i = 0; i < napprovals; i++) {
+		if (hsm_approval_read(approvals[i], &ap[i], st) != 0)
+			goto out;
+		if (i > 0 && (ap[i].token_len != ap[0].token_len ||
+		    memcmp(ap[i].token, ap[0].token, ap[0].token_len) != 0)) {
+			hsm_fail(st, "integrity", "%s approves another "
+			    "challenge than %s", approvals[i], approvals[0]);
+			goto out;
+		}
+	}
+	if (napprovals > 0) {
+		if (token_parse(ap[0].token, ap[0].token_len, &ti, st) != 0)
+			goto out;
+		if (strcmp(ti.role, role) != 0 ||
+		    strcmp(ti.partition, part) != 0) {
+			hsm_fail(st, "usage", "the approvals are for a %s%s%s "
+			    "login, not %s%s%s", ti.role, ti.partition[0] ?
+			    " " : "", ti.partition, role, part[0] ? " " : "",
+			    part);
+			goto out;
+		}
+		if ((tok = malloc(ap[0].token_len)) == NULL) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto out;
+		}
+		memcpy(tok, ap[0].token, ap[0].token_len);
+		toklen = ap[0].token_len;
+	}
+	if (ctx_connect(ctx, st) != 0)
+		goto out;
+	if (tok == NULL) {
+		const cbor_item_t *t;
+
+		if ((args = cbor_new_indefinite_map()) == NULL ||
+		    hsm_map_put_str(args, "role", role) != 0 ||
+		    (part[0] && hsm_map_put_str(args, "partition", part) != 0)) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto out;
+		}
+		if (hsm_call(ctx->conn, "auth.challenge", args, &res, st) != 0)
+			goto out;
+		if ((t = hsm_map_get(res, "token")) == NULL ||
+		    !cbor_isa_bytestring(t) ||
+		    cbor_bytestring_length(t) > HSM_TOKEN_MAX) {
+			hsm_fail(st, "protocol", "the node sent no challenge");
+			goto out;
+		}
+		toklen = cbor_bytestring_length(t);
+		if ((tok = malloc(toklen)) == NULL) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto out;
+		}
+		memcpy(tok, cbor_bytestring_handle(t), toklen);
+		cbor_decref(&args);
+		cbor_decref(&res);
+	}
+	if ((list = cbor_new_indefinite_array()) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < napprovals; i++)
+		if (add_approval(&ap[i], list, st) != 0)
+			goto out;
+	for (size_t i = 0; i < nofficers; i++)
+		if (sign_with(ctx, officers[i], tok, toklen, list, st) != 0)
+			goto out;
+	if ((args = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put(args, "token", cbor_build_bytestring(tok,
+	    toklen)) != 0 || hsm_map_put(args, "approvals", list) != 0) {
+		list = NULL;
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	list = NULL;
+	if (hsm_call(ctx->conn, "auth.login", args, result, st) != 0)
+		goto out;
+	snprintf(ctx->role, sizeof(ctx->role), "%s%s%s", role,
+	    part[0] ? ":" : "", part);
+	r = 0;
+out:
+	for (size_t i = 0; i < napprovals; i++)
+		hsm_approval_clear(&ap[i]);
+	free(tok);
+	if (args != NULL)
+		cbor_decref(&args);
+	if (res != NULL)
+		cbor_decref(&res);
+	if (list != NULL)
+		cbor_decref(&list);
+	return r;
+}
+
+/* Global and command options together, in the order given. */
+static size_t
+gather(const struct inv *inv, const char *opt, const char *const *global,
+    size_t nglobal, const char **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < nglobal && n < INV_MAX; i++)
+		out[n++] = global[i];
+	for (size_t i = 0; inv != NULL && i < inv->nopts && n < INV_MAX; i++)
+		if (strcmp(inv->opts[i].opt->name, opt) == 0)
+			out[n++] = inv->opts[i].value;
+	return n;
+}
+
+static const struct kv_label login_labels[] = {
+	{ "role", "role", KV_PLAIN },
+	{ "partition", "partition", KV_PLAIN },
+	{ "officers", "officers", KV_PLAIN },
+	{ NULL, NULL, 0 },
+};
+
+int
+cmd_login(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	const char *role, *part, *off[INV_MAX], *apr[INV_MAX];
+	size_t noff, napr;
+	cbor_item_t *res = NULL;
+	int r;
+
+	if (role_words(inv, 0, &role, &part, st) != 0)
+		return -1;
+	noff = gather(inv, "officer", ctx->officers, ctx->nofficers, off);
+	napr = gather(inv, "approval", ctx->approvals, ctx->napprovals, apr);
+	if (do_login(ctx, role, part, off, noff, apr, napr, &res, st) != 0)
+		return -1;
+	r = out_result(ctx, res, login_labels, st);
+	cbor_decref(&res);
+	return r;
+}
+
+int
+ctx_login_as(struct ctx *ctx, const char *as, hsm_status *st)
+{
+	char role[16], part[HSM_NAME_MAX + 1] = "";
+	const char *colon = strchr(as, ':');
+	cbor_item_t *res = NULL;
+	int r;
+
+	if (colon != NULL) {
+		snprintf(role, sizeof(role), "%.*s", (int)(colon - as), as);
+		snprintf(part, sizeof(part), "%s", colon + 1);
+	} else
+		snprintf(role, sizeof(role), "%s", as);
+	if (strcmp(role, "genesis") != 0 && strcmp(role, "so") != 0 &&
+	    strcmp(role, "pso") != 0)
+		return hsm_fail(st, "bad_value", "--as takes genesis, so or "
+		    "pso:PARTITION, not '%s'", as);
+	if ((strcmp(role, "pso") == 0) != (part[0] != '\0'))
+		return hsm_fail(st, "bad_value", "--as pso needs a partition "
+		    "(pso:P), and only pso takes one");
+	r = do_login(ctx, role, part, ctx->officers, ctx->nofficers,
+	    ctx->approvals, ctx->napprovals, &res, st);
+	if (res != NULL)
+		cbor_decref(&res);
+	if (r == 0)
+		out_verbose(ctx, "logged in as %s", ctx->role);
+	return r;
+}
+
+int
+cmd_logout(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	static const struct kv_label labels[] = {
+		{ "logged_out", "logged out", KV_PLAIN },
+		{ NULL, NULL, 0 },
+	};
+	int r;
+
+	r = call_and_show(ctx, "auth.logout", NULL, labels, st);
+	(void)inv;
+	if (r == 0)
+		ctx->role[0] = '\0';
+	return r;
+}
+
+int
+cmd_whoami(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	static const struct kv_label labels[] = {
+		{ "role", "role", KV_PLAIN },
+		{ "partition", "partition", KV_PLAIN },
+		{ "officers", "officers", KV_PLAIN },
+		{ "since", "since", KV_TIME },
+		{ "expires", "expires", KV_TIME },
+		{ "session", "session", KV_PLAIN },
+		{ "terminal_key", "terminal key", KV_PLAIN },
+		{ "node", "node", KV_PLAIN },
+		{ NULL, NULL, 0 },
+	};
+
+	(void)inv;
+	return call_and_show(ctx, "auth.whoami", NULL, labels, st);
+}
+
+int
+cmd_approval_request(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	const char *role, *part, *out = inv_opt(inv, "out");
+	cbor_item_t *args = NULL, *res = NULL;
+	const cbor_item_t *t;
+	int r = -1;
+
+	if (role_words(inv, 0, &role, &part, st) != 0)
+		return -1;
+	if ((args = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put_str(args, "role", role) != 0 ||
+	    (part[0] && hsm_map_put_str(args, "partition", part) != 0)) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto done;
+	}
+	if (ctx_connect(ctx, st) != 0 ||
+	    hsm_call(ctx->conn, "auth.challenge", args, &res, st) != 0)
+		goto done;
+	if ((t = hsm_map_get(res, "token")) == NULL ||
+	    !cbor_isa_bytestring(t)) {
+		hsm_fail(st, "protocol", "the node sent no challenge");
+		goto done;
+	}
+	if (hsm_token_write(out, cbor_bytestring_handle(t),
+	    cbor_bytestring_length(t), st) != 0)
+		goto done;
+	if (ctx->output == OUT_JSON) {
+		json_t *j = json_pack("{s:s,s:s,s:s,s:I}", "token", out,
+		    "role", role, "partition", part, "expires",
+		    (json_int_t)cbor_get_int(hsm_map_get(res, "expires")));
+		char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) :
+		    NULL;
+
+		if (s != NULL)
+			printf("%s\n", s);
+		free(s);
+		json_decref(j);
+	} else
+		printf("wrote challenge for a %s%s%s login to %s; each "
+		    "officer signs it with: hsmctl approval sign %s --officer "
+		    "KEY --out APPROVAL\n", role, part[0] ? " " : "", part, out,
+		    out);
+	r = 0;
+done:
+	if (args != NULL)
+		cbor_decref(&args);
+	if (res != NULL)
+		cbor_decref(&res);
+	return r;
+}
+
+/* Offline: show what is approved, ask, sign with one officer key. */
+int
+cmd_approval_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	const char *file = inv_opt(inv, "officer"), *out = inv_opt(inv, "out");
+	struct hsm_approval ap;
+	struct hsm_officer_key *key = NULL;
+	struct token_info ti;
+	char pass[HSM_PASS_MAX + 2], prompt[512], when[64];
+	time_t exp;
+	struct tm tm;
+	int r = -1;
+
+	memset(&ap, 0, sizeof(ap));
+	if (hsm_token_read(inv->args[0], &ap.token, &ap.token_len, st) != 0 ||
+	    token_parse(ap.token, ap.token_len, &ti, st) != 0)
+		goto out;
+	exp = (time_t)ti.expires;
+	gmtime_r(&exp, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+	if (time(NULL) > exp) {
+		hsm_fail(st, "login_refused", "this challenge expired at %s",
+		    when);
+		goto out;
+	}
+	fprintf(stderr, "Approving: a %s login%s%s on node %s of cluster %s, "
+	    "valid until %s\n", ti.role, ti.partition[0] ? " to partition " :
+	    "", ti.partition, ti.node, ti.cluster, when);
+	if (!ask_yes(ctx, "Sign it? [y/N] ", st))
+		goto out;
+	snprintf(prompt, sizeof(prompt), "Passphrase for officer key %s: ",
+	    file);
+	if (pass_read(ctx, prompt, false, pass, sizeof(pass), st) != 0)
+		goto out;
+	r = hsm_officer_load(file, pass, strlen(pass), &key, st);
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (r != 0)
+		goto out;
+	r = -1;
+	if (hsm_officer_pubkey(key, &ap.pubkey, &ap.pubkey_len, st) != 0 ||
+	    hsm_officer_sign(key, ap.token, ap.token_len, &ap.sig, &ap.sig_len,
+	    st) != 0 || hsm_approval_write(out, &ap, st) != 0)
+		goto out;
+	if (ctx->output == OUT_JSON)
+		printf("{\"approval\":");
+	if (ctx->output == OUT_JSON) {
+		json_t *j = json_string(out);
+		char *s = json_dumps(j, JSON_ENCODE_ANY);
+
+		printf("%s}\n", s != NULL ? s : "null");
+		free(s);
+		json_decref(j);
+	} else
+		printf("wrote approval to %s\n", out);
+	r = 0;
+out:
+	hsm_officer_free(&key);
+	hsm_approval_clear(&ap);
+	return r;
+}
+
+int
+cmd_officer_keygen(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	const char *type = inv_opt(inv, "type");
+	enum hsm_key_type t = HSM_KEY_ED25519;
+	char pass[HSM_PASS_MAX + 2];
+	int r;
+
+	if (type != NULL && strcmp(type, "p384") == 0)
+		t = HSM_KEY_P384;
+	else if (type != NULL && strcmp(type, "ed25519") != 0)
+		return hsm_fail(st, "bad_value", "--type takes ed25519 or "
+		    "p384, not '%s'", type);
+	if (access(inv->args[0], F_OK) == 0)
+		return hsm_fail(st, "conflict", "%s exists; refusing to "
+		    "overwrite it", inv->args[0]);
+	if (pass_read(ctx, "New passphrase for the officer key: ", true, pass,
+	    sizeof(pass), st) != 0)
+		return -1;
+	r = hsm_officer_keygen(inv->args[0], t, pass, strlen(pass), st);
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (r != 0)
+		return -1;
+	if (ctx->output == OUT_JSON) {
+		json_t *j = json_pack("{s:s,s:s,s:s}", "key", inv->args[0],
+		    "type", t == HSM_KEY_P384 ? "p384" : "ed25519", "pubkey",
+		    "");
+		char pub[4096], *s;
+
+		snprintf(pub, sizeof(pub), "%s.pub", inv->args[0]);
+		json_object_set_new(j, "pubkey", json_string(pub));
+		s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (s != NULL)
+			printf("%s\n", s);
+		free(s);
+		json_decref(j);
+	} else
+		printf("wrote %s (encrypted) and %s.pub\n", inv->args[0],
+		    inv->args[0]);
+	return 0;
+}

@@ -1,0 +1,27 @@
+/*
+ * The audit log: every login (granted or refused), logout and state
+ * change, hash-chained so that altering, removing or reordering an entry
+ * is detected.  The head (count and last hash) is kept in meta too, so
+ * dropping the newest entries is detected as well.
+ */
+#ifndef HSMD_AUDIT_H
+#define HSMD_AUDIT_H
+
+#include "ops.h"
+
+/*
+ * Append within the caller's transaction; partition is the one the entry
+ * concerns (NULL: the session's).  args must never hold a secret.
+ */
+int audit_append(struct sess_ctx *s, const char *partition, const char *op,
+    const char *args, const char *result, hsm_status *st);
+/* Append in a transaction of its own (refusals, logins). */
+int audit_record(struct sess_ctx *s, const char *op, const char *args,
+    const char *result);
+
+int op_audit_log(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_audit_verify(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+
+#endif
