@@ -104,6 +104,11 @@ struct ctx {
 	const char *approvals[INV_MAX];	/* global --approval files */
 	size_t napprovals;
 	const char *as;		/* --as ROLE[:PARTITION] */
+	const struct cmd *running;	/* the command being run */
+	bool capture;		/* record the op instead of sending it */
+	char captured_op[HSM_OP_MAX + 1];
+	cbor_item_t *captured_args;
+	cbor_item_t *op_approval;	/* --approval files for one op */
 	const char *source;	/* batch file name, for "FILE:LINE:" */
 	size_t lineno;		/* batch line, 0 outside a batch */
 };
@@ -158,6 +163,8 @@ int cmd_logout(struct ctx *, const struct inv *, hsm_status *);
 int cmd_whoami(struct ctx *, const struct inv *, hsm_status *);
 int cmd_approval_request(struct ctx *, const struct inv *, hsm_status *);
 int cmd_approval_sign(struct ctx *, const struct inv *, hsm_status *);
+int cmd_approval_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_approval_cancel(struct ctx *, const struct inv *, hsm_status *);
 int cmd_officer_keygen(struct ctx *, const struct inv *, hsm_status *);
 int cmd_officer_list(struct ctx *, const struct inv *, hsm_status *);
 int cmd_officer_add(struct ctx *, const struct inv *, hsm_status *);
@@ -176,6 +183,13 @@ int call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,
  * configuration then) and kept for the following commands.
  */
 int ctx_connect(struct ctx *ctx, hsm_status *st);
+/*
+ * Every handler's request goes through here: it connects, attaches
+ * --approval files to a state-changing command (an approval bound to
+ * that one operation), or, for approval request --op, only records it.
+ */
+int ctx_call(struct ctx *ctx, const char *op, const cbor_item_t *args,
+    cbor_item_t **result, hsm_status *st);
 /* Drop the connection (it is reopened on the next command). */
 void ctx_close(struct ctx *ctx);
 /* Drop everything: connection, configuration, SSH library state. */

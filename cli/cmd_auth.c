@@ -12,11 +12,13 @@
 #include <openssl/crypto.h>
 
 #include "cmd.h"
+#include "tokenize.h"
 
 /* What a challenge token says, for checks and for showing it. */
 struct token_info {
 	char purpose[16], node[HSM_NAME_MAX + 1], cluster[HSM_NAME_MAX + 1];
-	char role[16], partition[HSM_NAME_MAX + 1];
+	char role[16], partition[HSM_NAME_MAX + 1], op[HSM_OP_MAX + 1];
+	char args[1024];	/* the op's arguments, as JSON */
 	uint64_t expires;
 };
 
@@ -50,8 +52,18 @@ token_parse(const unsigned char *tok, size_t len, struct token_info *ti,
 	text_field(m, "cluster", ti->cluster, sizeof(ti->cluster));
 	text_field(m, "role", ti->role, sizeof(ti->role));
 	text_field(m, "partition", ti->partition, sizeof(ti->partition));
+	text_field(m, "op", ti->op, sizeof(ti->op));
 	if ((e = hsm_map_get(m, "expires")) != NULL && cbor_isa_uint(e))
 		ti->expires = cbor_get_int(e);
+	if ((e = hsm_map_get(m, "args")) != NULL) {
+		json_t *j = out_cbor_to_json(e);
+		char *js = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) :
+		    NULL;
+
+		snprintf(ti->args, sizeof(ti->args), "%s", js ? js : "?");
+		free(js);
+		json_decref(j);
+	}
 	cbor_decref(&m);
 	if (ti->role[0] == '\0' || ti->node[0] == '\0' || ti->expires == 0)
 		return hsm_fail(st, "integrity", "the challenge token lacks "
@@ -351,22 +363,89 @@ cmd_whoami(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 	return call_and_show(ctx, "auth.whoami", NULL, labels, st);
 }
 
+/*
+ * --op 'COMMAND': parse it against the table and run its handler in
+ * capture mode, so the request it would send (op and arguments) is the
+ * very one the officers approve.
+ */
+static int
+capture_op(struct ctx *ctx, const char *line, const struct cmd **cmd,
+    hsm_status *st)
+{
+	struct tok_file tf;
+	struct inv inv;
+	hsm_status cap;
+	int r = -1;
+
+	if (tok_split(line, strlen(line), &tf, st) != 0)
+		return -1;
+	if (tf.n != 1) {
+		hsm_fail(st, "usage", "--op takes one command line");
+		goto out;
+	}
+	if (cmd_parse(tf.lines[0].argc, tf.lines[0].argv, &inv, st) != 0)
+		goto out;
+	if (!inv.cmd->writes || inv.help) {
+		hsm_fail(st, "usage", "'%s' changes nothing that needs an "
+		    "approval", inv.cmd->words);
+		goto out;
+	}
+	*cmd = inv.cmd;
+	hsm_status_clear(&cap);
+	ctx->capture = true;
+	r = inv.cmd->fn(ctx, &inv, &cap);
+	ctx->capture = false;
+	if (r == 0 || strcmp(cap.code, "captured") != 0) {
+		if (r == 0)
+			hsm_fail(st, "internal", "'%s' sent no request",
+			    inv.cmd->words);
+		else
+			*st = cap;
+		r = -1;
+		goto out;
+	}
+	r = 0;
+out:
+	tok_free(&tf);
+	return r;
+}
+
 int
 cmd_approval_request(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 {
-	const char *role, *part, *out = inv_opt(inv, "out");
+	const char *role = inv->nargs > 0 ? inv->args[0] : NULL, *part = "";
+	const char *out = inv_opt(inv, "out"), *opline = inv_opt(inv, "op");
+	const struct cmd *opcmd = NULL;
 	cbor_item_t *args = NULL, *res = NULL;
 	const cbor_item_t *t;
 	int r = -1;
 
-	if (role_words(inv, 0, &role, &part, st) != 0)
-		return -1;
+	if (opline != NULL && capture_op(ctx, opline, &opcmd, st) != 0)
+		goto done;
+	/* The approving role: given, or the only one the command takes. */
+	if (role == NULL && opcmd != NULL && strchr(opcmd->role, '|') == NULL &&
+	    strcmp(opcmd->role, "any") != 0 && strcmp(opcmd->role, "-") != 0)
+		role = opcmd->role;
+	if (role == NULL) {
+		hsm_fail(st, "usage", opcmd != NULL ? "'%s' may be approved by "
+		    "%s: give the ROLE" : "%sapproval request needs a ROLE "
+		    "(or --op COMMAND)", opcmd != NULL ? opcmd->words : "",
+		    opcmd != NULL ? opcmd->role : "");
+		goto done;
+	}
+	if (inv->nargs > 0 && role_words(inv, 0, &role, &part, st) != 0)
+		goto done;
 	if ((args = cbor_new_indefinite_map()) == NULL ||
 	    hsm_map_put_str(args, "role", role) != 0 ||
-	    (part[0] && hsm_map_put_str(args, "partition", part) != 0)) {
+	    (part[0] && hsm_map_put_str(args, "partition", part) != 0) ||
+	    (opcmd != NULL && (hsm_map_put_str(args, "op",
+	    ctx->captured_op) != 0 || hsm_map_put(args, "args",
+	    ctx->captured_args) != 0))) {
+		ctx->captured_args = NULL;
 		hsm_fail(st, "no_memory", "out of memory");
 		goto done;
 	}
+	ctx->captured_args = NULL;	/* the map holds it now */
 	if (ctx_connect(ctx, st) != 0 ||
 	    hsm_call(ctx->conn, "auth.challenge", args, &res, st) != 0)
 		goto done;
@@ -379,23 +458,28 @@ cmd_approval_request(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 	    cbor_bytestring_length(t), st) != 0)
 		goto done;
 	if (ctx->output == OUT_JSON) {
-		json_t *j = json_pack("{s:s,s:s,s:s,s:I}", "token", out,
-		    "role", role, "partition", part, "expires",
+		json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:I}", "token", out,
+		    "role", role, "partition", part, "op",
+		    opcmd != NULL ? ctx->captured_op : NULL, "expires",
 		    (json_int_t)cbor_get_int(hsm_map_get(res, "expires")));
-		char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) :
+		char *js = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) :
 		    NULL;
 
-		if (s != NULL)
-			printf("%s\n", s);
-		free(s);
+		if (js != NULL)
+			printf("%s\n", js);
+		free(js);
 		json_decref(j);
 	} else
-		printf("wrote challenge for a %s%s%s login to %s; each "
-		    "officer signs it with: hsmctl approval sign %s --officer "
-		    "KEY --out APPROVAL\n", role, part[0] ? " " : "", part, out,
-		    out);
+		printf("wrote a challenge for %s%s%s%s%s to %s; each officer "
+		    "signs it with: hsmctl approval sign %s --officer KEY --out "
+		    "APPROVAL\n", opcmd != NULL ? "'" : "a ", opcmd != NULL ?
+		    opline : role, opcmd != NULL ? "' by the " : " login",
+		    opcmd != NULL ? role : "", opcmd != NULL ? " role" : "",
+		    out, out);
 	r = 0;
 done:
+	if (ctx->captured_args != NULL)
+		cbor_decref(&ctx->captured_args);
 	if (args != NULL)
 		cbor_decref(&args);
 	if (res != NULL)
@@ -428,9 +512,17 @@ cmd_approval_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		    when);
 		goto out;
 	}
-	fprintf(stderr, "Approving: a %s login%s%s on node %s of cluster %s, "
-	    "valid until %s\n", ti.role, ti.partition[0] ? " to partition " :
-	    "", ti.partition, ti.node, ti.cluster, when);
+	if (strcmp(ti.purpose, "op") == 0)
+		fprintf(stderr, "Approving, as %s%s%s, one operation on node %s "
+		    "of cluster %s, valid until %s, while nothing else changes "
+		    "on the node:\n  %s %s\n", ti.role, ti.partition[0] ?
+		    " of partition " : "", ti.partition, ti.node, ti.cluster,
+		    when, ti.op, ti.args);
+	else
+		fprintf(stderr, "Approving: a %s login%s%s on node %s of "
+		    "cluster %s, valid until %s\n", ti.role, ti.partition[0] ?
+		    " to partition " : "", ti.partition, ti.node, ti.cluster,
+		    when);
 	if (!ask_yes(ctx, "Sign it? [y/N] ", st))
 		goto out;
 	snprintf(prompt, sizeof(prompt), "Passphrase for officer key %s: ",

@@ -14,8 +14,7 @@ call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,
 	cbor_item_t *res = NULL;
 	int r;
 
-	if (ctx_connect(ctx, st) != 0 || hsm_call(ctx->conn, op, args, &res,
-	    st) != 0)
+	if (ctx_call(ctx, op, args, &res, st) != 0)
 		return -1;
 	r = out_result(ctx, res, labels, st);
 	cbor_decref(&res);
@@ -31,8 +30,7 @@ call_and_table(struct ctx *ctx, const char *op, cbor_item_t *args,
 	const cbor_item_t *rows;
 	int r;
 
-	if (ctx_connect(ctx, st) != 0 || hsm_call(ctx->conn, op, args, &res,
-	    st) != 0)
+	if (ctx_call(ctx, op, args, &res, st) != 0)
 		return -1;
 	if ((rows = hsm_map_get(res, key)) == NULL)
 		r = hsm_fail(st, "protocol", "the node sent no %s", key);
@@ -278,4 +276,42 @@ cmd_audit_verify(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 
 	(void)inv;
 	return call_and_show(ctx, "audit.verify", NULL, labels, st);
+}
+
+int
+cmd_approval_list(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	static const struct kv_label cols[] = {
+		{ "id", "ID", KV_PLAIN },
+		{ "for", "FOR", KV_PLAIN },
+		{ "role", "ROLE", KV_PLAIN },
+		{ "partition", "PARTITION", KV_PLAIN },
+		{ "expires", "EXPIRES", KV_TIME },
+		{ "requester", "REQUESTER", KV_PLAIN },
+		{ NULL, NULL, 0 },
+	};
+
+	(void)inv;
+	return call_and_table(ctx, "approval.list", NULL, "approvals", cols,
+	    st);
+}
+
+int
+cmd_approval_cancel(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	static const struct kv_label labels[] = {
+		{ "cancelled", "cancelled", KV_PLAIN },
+		{ NULL, NULL, 0 },
+	};
+	cbor_item_t *a = cbor_new_indefinite_map();
+	int r;
+
+	if (a == NULL || hsm_map_put_str(a, "id", inv->args[0]) != 0) {
+		if (a != NULL)
+			cbor_decref(&a);
+		return hsm_fail(st, "no_memory", "out of memory");
+	}
+	r = call_and_show(ctx, "approval.cancel", a, labels, st);
+	cbor_decref(&a);
+	return r;
 }

@@ -40,9 +40,20 @@ static const struct cmd_arg quorum_args[] = {
 	{ NULL, 0, 0 },
 };
 
-static const struct cmd_opt out_opt[] = {
+static const struct cmd_opt request_opts[] = {
 	{ "out", "TOKEN", K_FILE, OPT_REQUIRED, "file to write the token to" },
+	{ "op", "COMMAND", K_WORD, 0,
+	    "approve this one command line instead of a login" },
 	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_arg request_args[] = {
+	{ "ROLE", K_ROLE, ARG_OPTIONAL },
+	{ "PARTITION", K_PARTITION, ARG_OPTIONAL },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg id_args[] = {
+	{ "ID", K_WORD, 0 },
+	{ NULL, 0, 0 },
 };
 static const struct cmd_opt sign_opts[] = {
 	{ "officer", "FILE", K_FILE, OPT_REQUIRED, "your officer key" },
@@ -75,10 +86,17 @@ static const struct cmd_opt partition_opt[] = {
 
 /* Sorted by words; help lists them in this order. */
 const struct cmd commands[] = {
-	{ .words = "approval request", .args = role_part_args,
-	    .opts = out_opt, .role = "-", .connects = true,
-	    .help = "get a login challenge for officers to sign remotely",
-	    .fn = cmd_approval_request },
+	{ .words = "approval cancel", .args = id_args, .role = "-",
+	    .connects = true,
+	    .help = "withdraw a pending approval (its requester or its role)",
+	    .fn = cmd_approval_cancel },
+	{ .words = "approval list", .role = "-", .connects = true,
+	    .help = "list the pending approval requests on the node",
+	    .fn = cmd_approval_list },
+	{ .words = "approval request", .args = request_args,
+	    .opts = request_opts, .role = "-", .connects = true,
+	    .help = "get a challenge for officers to sign remotely: a login, "
+	    "or one --op command", .fn = cmd_approval_request },
 	{ .words = "approval sign", .args = token_args, .opts = sign_opts,
 	    .role = "-",
 	    .help = "sign a challenge token with your officer key (offline)",
@@ -516,6 +534,7 @@ cmd_run(struct ctx *ctx, const struct inv *inv)
 	int r;
 
 	hsm_status_clear(&st);
+	ctx->running = inv->cmd;
 	if (inv->help) {
 		if (ctx->output == OUT_JSON)
 			r = help_print_json(inv->cmd->words,

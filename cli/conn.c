@@ -94,9 +94,116 @@ ctx_close(struct ctx *ctx)
 	hsm_conn_close(&ctx->conn);
 }
 
+/* The --approval files as the node wants them: {token, approvals}. */
+static int
+load_op_approval(struct ctx *ctx, hsm_status *st)
+{
+	struct hsm_approval ap;
+	cbor_item_t *env = NULL, *list = NULL, *a = NULL;
+	int r = -1;
+
+	memset(&ap, 0, sizeof(ap));
+	if ((env = cbor_new_indefinite_map()) == NULL ||
+	    (list = cbor_new_indefinite_array()) == NULL)
+		goto oom;
+	for (size_t i = 0; i < ctx->napprovals; i++) {
+		if (hsm_approval_read(ctx->approvals[i], &ap, st) != 0)
+			goto out;
+		if (i == 0 && hsm_map_put(env, "token", cbor_build_bytestring(
+		    ap.token, ap.token_len)) != 0)
+			goto oom;
+		if (i > 0) {
+			const cbor_item_t *t = hsm_map_get(env, "token");
+
+			if (cbor_bytestring_length(t) != ap.token_len ||
+			    memcmp(cbor_bytestring_handle(t), ap.token,
+			    ap.token_len) != 0) {
+				hsm_fail(st, "integrity", "%s approves another "
+				    "request than %s", ctx->approvals[i],
+				    ctx->approvals[0]);
+				goto out;
+			}
+		}
+		if ((a = cbor_new_indefinite_map()) == NULL ||
+		    hsm_map_put(a, "pubkey", cbor_build_bytestring(ap.pubkey,
+		    ap.pubkey_len)) != 0 ||
+		    hsm_map_put(a, "sig", cbor_build_bytestring(ap.sig,
+		    ap.sig_len)) != 0 || !cbor_array_push(list, a))
+			goto oom;
+		/* list holds it; cbor_decref() clears a only when it frees. */
+		cbor_decref(&a);
+		a = NULL;
+		hsm_approval_clear(&ap);
+	}
+	r = hsm_map_put(env, "approvals", list);
+	list = NULL;
+	if (r != 0)
+		goto oom;
+	ctx->op_approval = env;
+	env = NULL;
+	goto out;
+oom:
+	hsm_fail(st, "no_memory", "out of memory");
+out:
+	hsm_approval_clear(&ap);
+	if (a != NULL)
+		cbor_decref(&a);
+	if (list != NULL)
+		cbor_decref(&list);
+	if (env != NULL)
+		cbor_decref(&env);
+	return r;
+}
+
+int
+ctx_call(struct ctx *ctx, const char *op, const cbor_item_t *args,
+    cbor_item_t **result, hsm_status *st)
+{
+	cbor_item_t *a = NULL;
+	int r;
+
+	*result = NULL;
+	if (ctx->capture) {
+		snprintf(ctx->captured_op, sizeof(ctx->captured_op), "%s", op);
+		ctx->captured_args = args != NULL ?
+		    cbor_incref((cbor_item_t *)(uintptr_t)args) :
+		    cbor_new_indefinite_map();
+		return hsm_fail(st, "captured", "recorded, not sent");
+	}
+	/* --approval without --as: approvals of this very operation. */
+	if (ctx->napprovals > 0 && ctx->as == NULL && ctx->running != NULL &&
+	    ctx->running->writes) {
+		struct cbor_pair *h;
+
+		if (ctx->op_approval == NULL && load_op_approval(ctx, st) != 0)
+			return -1;
+		if ((a = cbor_new_indefinite_map()) == NULL)
+			return hsm_fail(st, "no_memory", "out of memory");
+		h = args != NULL ? cbor_map_handle(args) : NULL;
+		for (size_t i = 0; h != NULL && i < cbor_map_size(args); i++)
+			if (!cbor_map_add(a, h[i])) {
+				cbor_decref(&a);
+				return hsm_fail(st, "no_memory", "out of memory");
+			}
+		if (hsm_map_put(a, "approval", cbor_incref(ctx->op_approval)) !=
+		    0) {
+			cbor_decref(&a);
+			return hsm_fail(st, "no_memory", "out of memory");
+		}
+		args = a;
+	}
+	r = ctx_connect(ctx, st) != 0 ? -1 :
+	    hsm_call(ctx->conn, op, args, result, st);
+	if (a != NULL)
+		cbor_decref(&a);
+	return r;
+}
+
 void
 ctx_fini(struct ctx *ctx)
 {
+	if (ctx->op_approval != NULL)
+		cbor_decref(&ctx->op_approval);
 	ctx_close(ctx);
 	if (ctx->ssh_ready)
 		hsm_cleanup();

@@ -83,10 +83,12 @@ out_cbor_to_json(const cbor_item_t *it)
 		return j;
 	}
 	case CBOR_TYPE_FLOAT_CTRL:
-		if (cbor_is_bool(it))
+		if (hsm_cbor_is_bool(it))
 			return json_boolean(cbor_get_bool(it));
-		if (cbor_is_null(it) || cbor_is_undef(it))
+		if (hsm_cbor_is_null(it))
 			return json_null();
+		if (cbor_float_get_width(it) == CBOR_FLOAT_0)
+			return json_null();	/* other simple values */
 		return json_real(cbor_float_get_float(it));
 	default:
 		return NULL;
@@ -185,9 +187,9 @@ value_text(const cbor_item_t *v, int format)
 			    (unsigned long long)cbor_get_int(v));
 		return strdup(buf);
 	}
-	if (cbor_is_bool(v))
+	if (hsm_cbor_is_bool(v))
 		return strdup(cbor_get_bool(v) ? "yes" : "no");
-	if (cbor_is_null(v))
+	if (hsm_cbor_is_null(v))
 		return strdup("-");
 	if ((j = out_cbor_to_json(v)) == NULL)
 		return strdup("?");

@@ -108,6 +108,13 @@ int hsm_response_encode_error(uint64_t id, const char *code,
     const char *message, unsigned char **out, size_t *outlen, hsm_status *st);
 void hsm_response_clear(struct hsm_response *resp);
 
+/*
+ * libcbor's cbor_is_bool()/cbor_is_null() assert on a float item; these
+ * check the width first, so untrusted input cannot abort the process.
+ */
+bool hsm_cbor_is_bool(const cbor_item_t *item);
+bool hsm_cbor_is_null(const cbor_item_t *item);
+
 /* Map helpers: look up a text key; NULL when absent. */
 cbor_item_t *hsm_map_get(const cbor_item_t *map, const char *key);
 /* Add key=value to map, taking ownership of value (also on failure). */
@@ -262,6 +269,55 @@ int hsm_approval_write(const char *path, const struct hsm_approval *a,
 int hsm_approval_read(const char *path, struct hsm_approval *a,
     hsm_status *st);
 void hsm_approval_clear(struct hsm_approval *a);
+
+/* ---- partition parameters (params.c) ---------------------------------- */
+
+/*
+ * The partition parameters of DESIGN §6 (17 rows, 20 parameters: the
+ * api.* row holds four), declared once: the node
+ * validates and enforces from this table, the CLI completes from it and
+ * "partition params" prints it, and the man page is checked against it.
+ */
+enum hsm_param_type { HSM_PARAM_BOOL, HSM_PARAM_INT, HSM_PARAM_IPLIST };
+
+#define HSM_PARAM_COST 0x1	/* a cost option: the PSO may not change it */
+#define HSM_PARAM_PSO_ONLY 0x2	/* only the PSO sets it (device-so-access) */
+#define HSM_PARAM_VALUE_MAX 1024
+
+struct hsm_param {
+	const char *name;	/* "api.jce" */
+	enum hsm_param_type type;
+	const char *dflt;	/* normalised default: "on", "10", "" */
+	unsigned flags;
+	const char *help;	/* one line */
+};
+
+extern const struct hsm_param hsm_params[];
+extern const size_t hsm_nparams;
+const struct hsm_param *hsm_param_find(const char *name);
+/*
+ * Check and normalise a value: booleans (on/off, true/false, yes/no, 1/0)
+ * to "on"/"off"; integers (non-negative, decimal, <= 2^53) to canonical
+ * decimal; IP lists (comma-separated IPv4/IPv6 addresses and CIDRs, or
+ * "" for any) to a canonical comma list.  "bad_value" naming param and
+ * value otherwise.
+ */
+int hsm_param_normalize(const struct hsm_param *p, const char *value,
+    char *out, size_t outlen, hsm_status *st);
+/* Is addr (IPv4 or IPv6 text) allowed by a normalised IP list? */
+bool hsm_iplist_allows(const char *list, const char *addr);
+
+struct hsm_profile {
+	const char *name;	/* "eco" */
+	const char *help;
+	const char *const *settings;	/* "param=value", NULL-terminated */
+};
+
+extern const struct hsm_profile hsm_profiles[];
+extern const size_t hsm_nprofiles;
+const struct hsm_profile *hsm_profile_find(const char *name);
+/* Partition names: [a-z0-9][a-z0-9-]{0,62}. */
+bool hsm_partition_name_ok(const char *name);
 
 /* ---- util (util.c) ---------------------------------------------------- */
 

@@ -22,6 +22,7 @@ static const struct {
 	{ "internal", HSM_EXIT_NODE },
 	{ "io", HSM_EXIT_NODE },
 	{ "no_memory", HSM_EXIT_NODE },
+	{ "captured", HSM_EXIT_NODE },	/* internal: approval request --op */
 	/* 2: usage, nothing was sent */
 	{ "usage", HSM_EXIT_USAGE },
 	{ "unknown_command", HSM_EXIT_USAGE },

@@ -430,6 +430,21 @@ hsm_cbor_encode(const cbor_item_t *item, unsigned char **out, size_t *outlen,
 	return 0;
 }
 
+bool
+hsm_cbor_is_bool(const cbor_item_t *it)
+{
+	return cbor_isa_float_ctrl(it) &&
+	    cbor_float_get_width(it) == CBOR_FLOAT_0 && cbor_is_bool(it);
+}
+
+bool
+hsm_cbor_is_null(const cbor_item_t *it)
+{
+	return cbor_isa_float_ctrl(it) &&
+	    cbor_float_get_width(it) == CBOR_FLOAT_0 &&
+	    (cbor_is_null(it) || cbor_is_undef(it));
+}
+
 /* ---- maps ---- */
 
 cbor_item_t *
@@ -688,7 +703,7 @@ hsm_response_decode(const unsigned char *payload, size_t len,
 	}
 	if (get_uint(top, "id", &resp->id, "protocol", st) != 0)
 		goto fail;
-	if ((ok = hsm_map_get(top, "ok")) == NULL || !cbor_is_bool(ok)) {
+	if ((ok = hsm_map_get(top, "ok")) == NULL || !hsm_cbor_is_bool(ok)) {
 		hsm_fail(st, "protocol", "field 'ok' missing or not a boolean");
 		goto fail;
 	}

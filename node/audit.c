@@ -94,6 +94,19 @@ head(sqlite3 *db, int64_t *seq, unsigned char hash[HASH_LEN], hsm_status *st)
 	return 0;
 }
 
+void
+audit_head_hex(sqlite3 *db, char *out, size_t len)
+{
+	unsigned char h[HASH_LEN];
+	int64_t seq;
+	char buf[2 * HASH_LEN + 1];
+
+	if (head(db, &seq, h, NULL) != 0)
+		memset(h, 0, sizeof(h));
+	hex(h, HASH_LEN, buf);
+	snprintf(out, len, "%s", buf);
+}
+
 int
 audit_append(struct sess_ctx *s, const char *partition, const char *op,
     const char *args, const char *result, hsm_status *st)

@@ -19,6 +19,9 @@ int audit_append(struct sess_ctx *s, const char *partition, const char *op,
 int audit_record(struct sess_ctx *s, const char *op, const char *args,
     const char *result);
 
+/* The newest entry's hash, hex: a digest of all state changes so far. */
+void audit_head_hex(sqlite3 *db, char *out, size_t len);
+
 int op_audit_log(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
     hsm_status *);
 int op_audit_verify(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,

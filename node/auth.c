@@ -44,8 +44,11 @@ int
 op_auth_challenge(struct sess_ctx *s, const cbor_item_t *args,
     cbor_item_t **res, hsm_status *st)
 {
-	static const char *const names[] = { "role", "partition", NULL };
-	char role[16], part[HSM_NAME_MAX + 1] = "";
+	static const char *const names[] = { "role", "partition", "op",
+	    "args", NULL };
+	char role[16], part[HSM_NAME_MAX + 1] = "", op[HSM_OP_MAX + 1] = "";
+	char state[65];
+	const cbor_item_t *opargs = hsm_map_get(args, "args");
 	unsigned char nonce[NONCE_LEN], *tok = NULL;
 	size_t toklen = 0;
 	cbor_item_t *t = NULL;
@@ -57,13 +60,26 @@ op_auth_challenge(struct sess_ctx *s, const cbor_item_t *args,
 	if (args_allowed(args, names, st) != 0 ||
 	    arg_text(args, "role", role, sizeof(role), true, st) != 0 ||
 	    arg_text(args, "partition", part, sizeof(part), false, st) < 0 ||
+	    arg_text(args, "op", op, sizeof(op), false, st) < 0 ||
 	    check_role_partition(role, part, st) != 0)
 		return -1;
+	/* An operation approval names the op and its exact arguments. */
+	if (op[0] != '\0' && (opargs == NULL || !cbor_isa_map(opargs)))
+		return hsm_fail(st, "bad_request", "an op approval needs the "
+		    "op's 'args' map");
+	if (op[0] == '\0' && opargs != NULL)
+		return hsm_fail(st, "bad_request", "'args' without 'op'");
+	if (op[0] != '\0' && op_approvable(op, role, st) != 0)
+		return -1;
+	audit_head_hex(s->db, state, sizeof(state));
 	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
 		return hsm_fail(st, "internal", "no randomness");
 	if ((t = cbor_new_indefinite_map()) == NULL ||
 	    hsm_map_put_uint(t, "v", 1) != 0 ||
-	    hsm_map_put_str(t, "purpose", "login") != 0 ||
+	    hsm_map_put_str(t, "purpose", op[0] ? "op" : "login") != 0 ||
+	    (op[0] && (hsm_map_put_str(t, "op", op) != 0 ||
+	    hsm_map_put(t, "args", cbor_incref((cbor_item_t *)(uintptr_t)
+	    opargs)) != 0 || hsm_map_put_str(t, "state", state) != 0)) ||
 	    hsm_map_put(t, "nonce", cbor_build_bytestring(nonce,
 	    sizeof(nonce))) != 0 ||
 	    hsm_map_put_str(t, "node", s->node->name) != 0 ||
@@ -91,7 +107,7 @@ op_auth_challenge(struct sess_ctx *s, const cbor_item_t *args,
 	q = NULL;
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO challenges (nonce, token, "
 	    "role, partition, purpose, expires, created, session) VALUES "
-	    "(?1, ?2, ?3, ?4, 'login', ?5, ?6, ?7)", -1, &q, NULL) !=
+	    "(?1, ?2, ?3, ?4, ?8, ?5, ?6, ?7)", -1, &q, NULL) !=
 	    SQLITE_OK)
 		goto sqlfail;
 	sqlite3_bind_blob(q, 1, nonce, sizeof(nonce), SQLITE_STATIC);
@@ -100,7 +116,9 @@ op_auth_challenge(struct sess_ctx *s, const cbor_item_t *args,
 	sqlite3_bind_text(q, 4, part, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 5, (int64_t)(now + life));
 	sqlite3_bind_int64(q, 6, (int64_t)now);
-	sqlite3_bind_text(q, 7, s->id, -1, SQLITE_STATIC);
+	/* The requester's terminal key: who may cancel it besides a quorum. */
+	sqlite3_bind_text(q, 7, s->term_fp, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 8, op[0] ? op : "login", -1, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		goto sqlfail;
 	if (tx_commit(s, st) != 0)
@@ -261,17 +279,79 @@ check_approvals(struct sess_ctx *s, const struct challenge *c,
 	return 0;
 }
 
+/*
+ * The checks every approval passes, for a login or one operation: the
+ * token is this node's, of the expected purpose, unspent and fresh;
+ * every signature is a distinct registered officer of the token's role;
+ * their number meets the quorum.  Inside the caller's transaction; on
+ * failure st says why (a refusal, to be audited and committed).
+ */
+static int
+approve(struct sess_ctx *s, const unsigned char *tok, size_t toklen,
+    const cbor_item_t *list, const char *purpose, cbor_item_t **item,
+    struct challenge *c, char *who, size_t wholen, hsm_status *st)
+{
+	size_t count = 0;
+	int64_t m;
+
+	if (parse_token(tok, toklen, item, c, st) != 0)
+		return -1;
+	if (strcmp(c->node, s->node->name) != 0 ||
+	    strcmp(c->cluster_id, s->node->cluster_id) != 0)
+		return hsm_fail(st, "login_refused", "the challenge was issued "
+		    "by node %s%s, not by this node", c->node,
+		    strcmp(c->cluster_id, s->node->cluster_id) != 0 ?
+		    " of another cluster" : "");
+	if (strcmp(c->purpose, purpose) != 0)
+		return hsm_fail(st, "login_refused", "the token approves %s, "
+		    "not %s", strcmp(c->purpose, "op") == 0 ?
+		    "an operation" : "a login", strcmp(purpose, "op") == 0 ?
+		    "an operation" : "a login");
+	if (spend_challenge(s, c, tok, toklen, st) != 0 ||
+	    check_approvals(s, c, tok, toklen, list, who, wholen, &count,
+	    st) != 0)
+		return -1;
+	if (strcmp(c->role, "pso") == 0 &&
+	    partition_admin_on(s->db, c->partition, st) != 0)
+		return -1;
+	m = quorum_of(s->db, c->role, c->partition);
+	if ((int64_t)count < m)
+		return hsm_fail(st, "quorum_not_met", "quorum not met: %zu of "
+		    "%lld %s officers approved", count, (long long)m, c->role);
+	return 0;
+}
+
+/* Record a refusal with the spent challenge, then report it. */
+static void
+refuse(struct sess_ctx *s, const struct challenge *c, const char *op,
+    const char *desc, hsm_status *refusal, hsm_status *st)
+{
+	char why[HSM_MSG_MAX + 32];
+
+	if (refusal->code[0] == '\0' || hsm_code_exit(refusal->code) ==
+	    HSM_EXIT_NODE)
+		hsm_fail(refusal, "login_refused", "%s",
+		    refusal->message[0] ? refusal->message : "refused");
+	snprintf(why, sizeof(why), "refused: %s", refusal->message);
+	if (audit_append(s, c->partition, op, desc, why, st) != 0 ||
+	    tx_commit(s, st) != 0) {
+		tx_rollback(s);
+		return;
+	}
+	log_info("%s: %s refused: %s", s->peer, op, refusal->message);
+	*st = *refusal;
+}
+
 int
 op_auth_login(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
     hsm_status *st)
 {
 	static const char *const names[] = { "token", "approvals", NULL };
 	const unsigned char *tok;
-	size_t toklen, count = 0;
-	cbor_item_t *item = NULL, *list;
+	size_t toklen;
+	cbor_item_t *item = NULL;
 	struct challenge c;
-	char who[512] = "", why[HSM_MSG_MAX + 32], desc[160];
-	int64_t m;
+	char who[512] = "", desc[160] = "";
 	hsm_status refusal;
 	int r = -1;
 
@@ -280,41 +360,20 @@ op_auth_login(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		return -1;
 	if (toklen > HSM_TOKEN_MAX)
 		return hsm_fail(st, "bad_request", "token too long");
-	list = hsm_map_get(args, "approvals");
 	hsm_status_clear(&refusal);
 	if (tx_begin(s, st) != 0)
 		return -1;
 	/* Refusals are committed too: the challenge is spent and audited. */
-	if (parse_token(tok, toklen, &item, &c, &refusal) != 0)
-		goto refuse;
+	if (approve(s, tok, toklen, hsm_map_get(args, "approvals"), "login",
+	    &item, &c, who, sizeof(who), &refusal) != 0) {
+		if (c.role[0] != '\0')
+			snprintf(desc, sizeof(desc), "role=%s%s%s", c.role,
+			    c.partition[0] ? " partition=" : "", c.partition);
+		refuse(s, &c, "auth.login", desc, &refusal, st);
+		goto out;
+	}
 	snprintf(desc, sizeof(desc), "role=%s%s%s", c.role,
 	    c.partition[0] ? " partition=" : "", c.partition);
-	if (strcmp(c.node, s->node->name) != 0 ||
-	    strcmp(c.cluster_id, s->node->cluster_id) != 0) {
-		hsm_fail(&refusal, "login_refused", "the challenge was issued "
-		    "by node %s%s, not by this node", c.node,
-		    strcmp(c.cluster_id, s->node->cluster_id) != 0 ?
-		    " of another cluster" : "");
-		goto refuse;
-	}
-	if (strcmp(c.purpose, "login") != 0) {
-		hsm_fail(&refusal, "login_refused", "the token approves an "
-		    "operation, not a login");
-		goto refuse;
-	}
-	if (spend_challenge(s, &c, tok, toklen, &refusal) != 0 ||
-	    check_approvals(s, &c, tok, toklen, list, who, sizeof(who), &count,
-	    &refusal) != 0)
-		goto refuse;
-	if (strcmp(c.role, "pso") == 0 &&
-	    partition_admin_on(s->db, c.partition, &refusal) != 0)
-		goto refuse;
-	m = quorum_of(s->db, c.role, c.partition);
-	if ((int64_t)count < m) {
-		hsm_fail(&refusal, "quorum_not_met", "quorum not met: %zu of "
-		    "%lld %s officers approved", count, (long long)m, c.role);
-		goto refuse;
-	}
 	snprintf(s->role, sizeof(s->role), "%s", c.role);
 	snprintf(s->partition, sizeof(s->partition), "%s", c.partition);
 	snprintf(s->officers, sizeof(s->officers), "%s", who);
@@ -333,25 +392,99 @@ op_auth_login(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		goto out;
 	}
 	r = 0;
-	goto out;
-refuse:
-	if (refusal.code[0] == '\0' || hsm_code_exit(refusal.code) ==
-	    HSM_EXIT_NODE)
-		hsm_fail(&refusal, "login_refused", "%s",
-		    refusal.message[0] ? refusal.message : "login refused");
-	snprintf(why, sizeof(why), "refused: %s", refusal.message);
-	if (audit_append(s, c.partition, "auth.login", c.role[0] ? desc : "", why,
-	    st) != 0 || tx_commit(s, st) != 0) {
-		tx_rollback(s);
-		goto out;
-	}
-	log_info("%s: login refused: %s", s->peer, refusal.message);
-	*st = refusal;
 out:
 	if (item != NULL)
 		cbor_decref(&item);
 	if (r != 0 && *res != NULL)
 		cbor_decref(res);
+	return r;
+}
+
+/* Equal CBOR encodings: the approved arguments, byte for byte. */
+static bool
+same_cbor(const cbor_item_t *a, const cbor_item_t *b)
+{
+	unsigned char *x = NULL, *y = NULL;
+	size_t xl = 0, yl = 0;
+	bool same;
+
+	if (a == NULL || b == NULL || hsm_cbor_encode(a, &x, &xl, NULL) != 0 ||
+	    hsm_cbor_encode(b, &y, &yl, NULL) != 0) {
+		free(x);
+		return false;
+	}
+	same = xl == yl && memcmp(x, y, xl) == 0;
+	free(x);
+	free(y);
+	return same;
+}
+
+int
+auth_op_approval(struct sess_ctx *s, const char *op, const cbor_item_t *args,
+    const cbor_item_t *approval, struct sess_ctx *saved, hsm_status *st)
+{
+	const unsigned char *tok;
+	size_t toklen;
+	cbor_item_t *item = NULL;
+	struct challenge c;
+	char who[512] = "", state[65], desc[160];
+	hsm_status refusal;
+	int r = -1;
+
+	memset(&c, 0, sizeof(c));
+	if (!cbor_isa_map(approval) ||
+	    arg_bytes(approval, "token", &tok, &toklen, true, st) != 0 ||
+	    toklen > HSM_TOKEN_MAX)
+		return hsm_fail(st, "bad_request", "argument 'approval' is "
+		    "malformed");
+	hsm_status_clear(&refusal);
+	snprintf(desc, sizeof(desc), "op=%s", op);
+	if (tx_begin(s, st) != 0)
+		return -1;
+	if (approve(s, tok, toklen, hsm_map_get(approval, "approvals"), "op",
+	    &item, &c, who, sizeof(who), &refusal) != 0) {
+		refuse(s, &c, "auth.approve", desc, &refusal, st);
+		goto out;
+	}
+	/* Bound to this op, these arguments and the state it was asked in. */
+	{
+		char top[HSM_OP_MAX + 1] = "", head[65] = "";
+
+		if (arg_text(item, "op", top, sizeof(top), true, &refusal) != 0 ||
+		    arg_text(item, "state", state, sizeof(state), true,
+		    &refusal) != 0 || strcmp(top, op) != 0) {
+			hsm_fail(&refusal, "login_refused", "the approval is "
+			    "for %s, not %s", top[0] ? top : "another op", op);
+			refuse(s, &c, "auth.approve", desc, &refusal, st);
+			goto out;
+		}
+		if (!same_cbor(hsm_map_get(item, "args"), args)) {
+			hsm_fail(&refusal, "login_refused", "the approval is "
+			    "for other arguments of %s", op);
+			refuse(s, &c, "auth.approve", desc, &refusal, st);
+			goto out;
+		}
+		audit_head_hex(s->db, head, sizeof(head));
+		if (strcmp(state, head) != 0) {
+			hsm_fail(&refusal, "login_refused", "the node's state "
+			    "changed since the approval was requested");
+			refuse(s, &c, "auth.approve", desc, &refusal, st);
+			goto out;
+		}
+	}
+	if (audit_append(s, c.partition, "auth.approve", desc, "granted",
+	    st) != 0 || tx_commit(s, st) != 0)
+		goto out;
+	/* The approvers' role for this one request; the caller restores. */
+	*saved = *s;
+	snprintf(s->role, sizeof(s->role), "%s", c.role);
+	snprintf(s->partition, sizeof(s->partition), "%s", c.partition);
+	snprintf(s->officers, sizeof(s->officers), "%s", who);
+	s->last_use = time(NULL);
+	r = 0;
+out:
+	if (item != NULL)
+		cbor_decref(&item);
 	return r;
 }
 
@@ -395,4 +528,133 @@ op_auth_whoami(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	    hsm_map_put_str(*res, "node", s->node->name) != 0)
 		return hsm_fail(st, "no_memory", "out of memory");
 	return 0;
+}
+
+/* Pending (unspent, unexpired) challenges; ID is the nonce's first 8 bytes. */
+int
+op_approval_list(struct sess_ctx *s, const cbor_item_t *args,
+    cbor_item_t **res, hsm_status *st)
+{
+	sqlite3_stmt *q = NULL;
+	cbor_item_t *list;
+	int rc;
+
+	if (args_allowed(args, NULL, st) != 0)
+		return -1;
+	if ((list = cbor_new_indefinite_array()) == NULL)
+		return hsm_fail(st, "no_memory", "out of memory");
+	if (sqlite3_prepare_v2(s->db, "SELECT hex(substr(nonce, 1, 8)), "
+	    "purpose, role, partition, expires, session FROM challenges WHERE "
+	    "used = 0 AND expires >= ?1 ORDER BY created", -1, &q, NULL) !=
+	    SQLITE_OK) {
+		cbor_decref(&list);
+		return hsm_fail(st, "io", "store: %s", sqlite3_errmsg(s->db));
+	}
+	sqlite3_bind_int64(q, 1, (int64_t)time(NULL));
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		cbor_item_t *e = cbor_new_indefinite_map();
+		const char *f[6];
+		bool ok;
+
+		for (int i = 0; i < 6; i++) {
+			f[i] = (const char *)sqlite3_column_text(q, i);
+			if (f[i] == NULL)
+				f[i] = "";
+		}
+		ok = e != NULL && hsm_map_put_str(e, "id", f[0]) == 0 &&
+		    hsm_map_put_str(e, "for", f[1]) == 0 &&
+		    hsm_map_put_str(e, "role", f[2]) == 0 &&
+		    hsm_map_put_str(e, "partition", f[3]) == 0 &&
+		    hsm_map_put_uint(e, "expires",
+		    (uint64_t)sqlite3_column_int64(q, 4)) == 0 &&
+		    hsm_map_put_str(e, "requester", f[5]) == 0 &&
+		    cbor_array_push(list, e);
+		if (e != NULL)
+			cbor_decref(&e);
+		if (!ok) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE) {
+		cbor_decref(&list);
+		return hsm_fail(st, "io", "cannot list approvals");
+	}
+	if ((*res = cbor_new_indefinite_map()) == NULL) {
+		cbor_decref(&list);
+		return hsm_fail(st, "no_memory", "out of memory");
+	}
+	return hsm_map_put(*res, "approvals", list) == 0 ? 0 :
+	    hsm_fail(st, "no_memory", "out of memory");
+}
+
+/* Withdraw a pending challenge: its requester's terminal, or its role. */
+int
+op_approval_cancel(struct sess_ctx *s, const cbor_item_t *args,
+    cbor_item_t **res, hsm_status *st)
+{
+	static const char *const names[] = { "id", NULL };
+	char id[17], role[16] = "", part[HSM_NAME_MAX + 1] = "";
+	char requester[64] = "", desc[64];
+	sqlite3_stmt *q = NULL;
+	int rc;
+
+	if (args_allowed(args, names, st) != 0 ||
+	    arg_text(args, "id", id, sizeof(id), true, st) != 0)
+		return -1;
+	if (strlen(id) != 16 || strspn(id, "0123456789ABCDEFabcdef") != 16)
+		return hsm_fail(st, "bad_value", "an approval ID is 16 hex "
+		    "digits (approval list)");
+	for (char *p = id; *p != '\0'; p++)
+		if (*p >= 'a' && *p <= 'f')
+			*p = (char)(*p - 'a' + 'A');
+	if (tx_begin(s, st) != 0)
+		return -1;
+	if (sqlite3_prepare_v2(s->db, "SELECT role, partition, session FROM "
+	    "challenges WHERE hex(substr(nonce, 1, 8)) = ?1 AND used = 0",
+	    -1, &q, NULL) != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		snprintf(role, sizeof(role), "%s", sqlite3_column_text(q, 0));
+		snprintf(part, sizeof(part), "%s", sqlite3_column_text(q, 1));
+		snprintf(requester, sizeof(requester), "%s",
+		    sqlite3_column_text(q, 2));
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (rc != SQLITE_ROW) {
+		tx_rollback(s);
+		return hsm_fail(st, "not_found", "no pending approval %s", id);
+	}
+	if (strcmp(requester, s->term_fp) != 0 &&
+	    !(strcmp(s->role, role) == 0 && strcmp(s->partition, part) == 0)) {
+		tx_rollback(s);
+		return hsm_fail(st, "not_authorized", "only its requester or "
+		    "a %s login may cancel approval %s", role, id);
+	}
+	if (sqlite3_prepare_v2(s->db, "UPDATE challenges SET used = 1 WHERE "
+	    "hex(substr(nonce, 1, 8)) = ?1", -1, &q, NULL) != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		goto sqlfail;
+	sqlite3_finalize(q);
+	q = NULL;
+	snprintf(desc, sizeof(desc), "id=%s", id);
+	if (audit_append(s, part, "approval.cancel", desc, "ok", st) != 0 ||
+	    tx_commit(s, st) != 0) {
+		tx_rollback(s);
+		return -1;
+	}
+	if ((*res = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put_str(*res, "cancelled", id) != 0)
+		return hsm_fail(st, "no_memory", "out of memory");
+	return 0;
+sqlfail:
+	hsm_fail(st, "io", "store: %s", sqlite3_errmsg(s->db));
+	sqlite3_finalize(q);
+	tx_rollback(s);
+	return -1;
 }

@@ -190,6 +190,8 @@ op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 
 /* Every op the node answers; sorted by name. */
 static const struct op ops[] = {
+	{ "approval.cancel", 0, true, op_approval_cancel },
+	{ "approval.list", 0, false, op_approval_list },
 	{ "audit.log", ROLE_ANY, false, op_audit_log },
 	{ "audit.verify", ROLE_ANY, false, op_audit_verify },
 	{ "auth.challenge", 0, true, op_auth_challenge },
@@ -214,6 +216,22 @@ op_find(const char *name)
 		if (strcmp(ops[i].name, name) == 0)
 			return &ops[i];
 	return NULL;
+}
+
+int
+op_approvable(const char *name, const char *role, hsm_status *st)
+{
+	const struct op *op = op_find(name);
+
+	if (op == NULL)
+		return hsm_fail(st, "bad_value", "unknown op '%s'", name);
+	if (!op->writes || op->roles == 0 || strncmp(name, "auth.", 5) == 0)
+		return hsm_fail(st, "bad_value", "%s changes nothing that needs "
+		    "an approval", name);
+	if (!(op->roles & role_bit(role)))
+		return hsm_fail(st, "bad_value", "the %s role cannot approve %s",
+		    role, name);
+	return 0;
 }
 
 /*
@@ -246,13 +264,34 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 	return 0;
 }
 
+/* A copy of map without one key (sharing the values). */
+static cbor_item_t *
+map_without(const cbor_item_t *map, const char *key)
+{
+	struct cbor_pair *h = cbor_map_handle(map);
+	cbor_item_t *out = cbor_new_definite_map(cbor_map_size(map));
+
+	for (size_t i = 0; out != NULL && i < cbor_map_size(map); i++) {
+		if (cbor_string_length(h[i].key) == strlen(key) &&
+		    memcmp(cbor_string_handle(h[i].key), key,
+		    strlen(key)) == 0)
+			continue;
+		if (!cbor_map_add(out, h[i]))
+			cbor_decref(&out);
+	}
+	return out;
+}
+
 int
 ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
     unsigned char **out, size_t *outlen)
 {
 	struct hsm_request req;
 	const struct op *op;
-	cbor_item_t *result = NULL;
+	cbor_item_t *result = NULL, *args = NULL;
+	const cbor_item_t *approval;
+	struct sess_ctx saved;
+	bool approved = false;
 	hsm_status st;
 	int r;
 
@@ -266,8 +305,32 @@ ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
 		log_info("%s: %s", s->peer, st.message);
 		goto error;
 	}
-	if (op_permitted(s, op, &st) != 0 ||
-	    op->fn(s, req.args, &result, &st) != 0) {
+	/* An approval bound to this one request stands in for a login. */
+	if ((approval = hsm_map_get(req.args, "approval")) != NULL) {
+		if ((args = map_without(req.args, "approval")) == NULL) {
+			hsm_fail(&st, "no_memory", "out of memory");
+			goto error;
+		}
+		if (auth_op_approval(s, req.op, args, approval, &saved,
+		    &st) != 0) {
+			cbor_decref(&args);
+			goto error;
+		}
+		approved = true;
+	}
+	r = op_permitted(s, op, &st);
+	if (r == 0)
+		r = op->fn(s, args != NULL ? args : req.args, &result, &st);
+	if (approved) {
+		/* Back to the session's own role (if any). */
+		memcpy(s->role, saved.role, sizeof(s->role));
+		memcpy(s->partition, saved.partition, sizeof(s->partition));
+		memcpy(s->officers, saved.officers, sizeof(s->officers));
+		s->last_use = saved.last_use;
+	}
+	if (args != NULL)
+		cbor_decref(&args);
+	if (r != 0) {
 		if (result != NULL)
 			cbor_decref(&result);
 		log_info("%s: %s: %s: %s", s->peer, req.op, st.code,

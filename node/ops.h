@@ -56,6 +56,9 @@ int args_allowed(const cbor_item_t *args, const char *const *names,
 int role_bit(const char *role);
 bool name_ok(const char *s);
 
+/* May role approve op (a state-changing op that role may run)? */
+int op_approvable(const char *op, const char *role, hsm_status *st);
+
 /* Begin/commit a write transaction; rollback on any failure. */
 int tx_begin(struct sess_ctx *s, hsm_status *st);
 int tx_commit(struct sess_ctx *s, hsm_status *st);

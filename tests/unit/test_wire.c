@@ -1820,6 +1820,34 @@ test_map_helpers(void **state)
 	cbor_decref(&m);
 }
 
+/* Found by the fuzzer: libcbor's cbor_is_bool() asserts on a float. */
+static void
+test_float_where_bool(void **state)
+{
+	/* {"id":1,"ok":1.5(half float),"result":0} */
+	static const unsigned char p[] = {
+		0xa3, 0x62, 'i', 'd', 0x01, 0x62, 'o', 'k', 0xf9, 0x3e, 0x00,
+		0x66, 'r', 'e', 's', 'u', 'l', 't', 0x00,
+	};
+	struct hsm_response resp;
+	hsm_status st;
+	cbor_item_t *f;
+
+	(void)state;
+	assert_int_equal(hsm_response_decode(p, sizeof(p), &resp, &st), -1);
+	assert_string_equal(st.code, "protocol");
+	f = cbor_build_float4(1.0f);
+	assert_false(hsm_cbor_is_bool(f));
+	assert_false(hsm_cbor_is_null(f));
+	cbor_decref(&f);
+	f = cbor_build_bool(true);
+	assert_true(hsm_cbor_is_bool(f));
+	cbor_decref(&f);
+	f = cbor_new_null();
+	assert_true(hsm_cbor_is_null(f));
+	cbor_decref(&f);
+}
+
 int
 main(void)
 {
@@ -1861,6 +1889,7 @@ main(void)
 		cmocka_unit_test(test_non_text_keys),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_map_helpers),
+		cmocka_unit_test(test_float_where_bool),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
