@@ -23,7 +23,12 @@ enum arg_kind {
 	K_CLUSTER,
 	K_OUTPUT,	/* text|json */
 	K_ROLE,		/* genesis|so|pso */
-	K_KEYTYPE,	/* ed25519|p384 */
+	K_LOGINROLE,	/* genesis|so|pso|user */
+	K_KEYTYPE,	/* officer keys: ed25519|p384 */
+	K_PARAM,	/* a partition parameter, or PARAM=VALUE */
+	K_PROFILE,	/* a partition profile */
+	K_OBJTYPE,	/* a partition key's type: rsa-2048|...|aes-256 */
+	K_API,		/* jce|cng|pkcs11|rest */
 };
 
 #define ARG_OPTIONAL 0x1
@@ -96,19 +101,21 @@ struct ctx {
 	bool ssh_ready;		/* hsm_init() done */
 	struct hsm_conn *conn;	/* opened on first use */
 	char node_label[HSM_NAME_MAX + 300];	/* the node connected to */
-	char role[32];		/* logged-in role, "" for none */
+	char role[16 + HSM_NAME_MAX];	/* "so", "pso:P", "user:P" or "" */
 	bool interactive;	/* in the shell */
 	int passfd;		/* --passphrase-fd, -1 for the terminal */
 	const char *officers[INV_MAX];	/* global --officer files */
 	size_t nofficers;
 	const char *approvals[INV_MAX];	/* global --approval files */
 	size_t napprovals;
+	const char *secret_file;	/* global --secret-file */
 	const char *as;		/* --as ROLE[:PARTITION] */
 	const struct cmd *running;	/* the command being run */
 	bool capture;		/* record the op instead of sending it */
 	char captured_op[HSM_OP_MAX + 1];
 	cbor_item_t *captured_args;
 	cbor_item_t *op_approval;	/* --approval files for one op */
+	cbor_item_t *live_partitions;	/* shell completion cache */
 	const char *source;	/* batch file name, for "FILE:LINE:" */
 	size_t lineno;		/* batch line, 0 outside a batch */
 };
@@ -171,12 +178,40 @@ int cmd_officer_add(struct ctx *, const struct inv *, hsm_status *);
 int cmd_officer_remove(struct ctx *, const struct inv *, hsm_status *);
 int cmd_quorum_show(struct ctx *, const struct inv *, hsm_status *);
 int cmd_quorum_set(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_attest(struct ctx *, const struct inv *, hsm_status *);
 int cmd_audit_log(struct ctx *, const struct inv *, hsm_status *);
 int cmd_audit_verify(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_create(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_show(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_params(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_get(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_set(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_delete(struct ctx *, const struct inv *, hsm_status *);
+int cmd_partition_secret(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_delete(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_generate(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_purge(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_restore(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_show(struct ctx *, const struct inv *, hsm_status *);
+int cmd_key_sign(struct ctx *, const struct inv *, hsm_status *);
+
+/* cmd_key.c: the key types and API names the node knows, NULL-ended. */
+extern const char *const key_obj_types[];
+extern const char *const api_names[];
+bool key_obj_type_ok(const char *type);
+bool api_name_ok(const char *api);
+
+/* cmd_partition.c: a partition name as the node accepts it, or bad_value. */
+int check_partition(const char *name, hsm_status *st);
 
 /* A call whose result is printed as it is, with these labels. */
 int call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,
     const struct kv_label *labels, hsm_status *st);
+/* A call whose result holds one list (result[key]), shown as a table. */
+int call_and_table(struct ctx *ctx, const char *op, cbor_item_t *args,
+    const char *key, const struct kv_label *cols, hsm_status *st);
 
 /*
  * conn.c: the session's connection, opened on first use (loading the

@@ -3,6 +3,8 @@
  * logout.  Private keys and passphrases stay in this process, wiped
  * after use; only signatures travel.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,21 +73,31 @@ token_parse(const unsigned char *tok, size_t len, struct token_info *ti,
 	return 0;
 }
 
-/* "genesis", "so", "pso P": the role words of login and approval request. */
+/*
+ * "genesis", "so", "pso P": the role words of login and approval request;
+ * "user P" too when user is true (login only).
+ */
 static int
-role_words(const struct inv *inv, size_t first, const char **role,
+role_words(const struct inv *inv, size_t first, bool user, const char **role,
     const char **part, hsm_status *st)
 {
+	bool needs;
+
 	*role = inv->args[first];
 	*part = inv->nargs > first + 1 ? inv->args[first + 1] : "";
 	if (strcmp(*role, "genesis") != 0 && strcmp(*role, "so") != 0 &&
-	    strcmp(*role, "pso") != 0)
-		return hsm_fail(st, "bad_value", "role must be genesis, so or "
-		    "pso, not '%s'", *role);
-	if ((strcmp(*role, "pso") == 0) != ((*part)[0] != '\0'))
-		return hsm_fail(st, "usage", strcmp(*role, "pso") == 0 ?
+	    strcmp(*role, "pso") != 0 && (!user || strcmp(*role, "user") != 0))
+		return hsm_fail(st, "bad_value", "role must be genesis, so%s "
+		    "pso%s, not '%s'", user ? "," : " or", user ? " or user" :
+		    "", *role);
+	needs = strcmp(*role, "pso") == 0 || strcmp(*role, "user") == 0;
+	if (needs != ((*part)[0] != '\0'))
+		return hsm_fail(st, "usage", !needs ? (user ? "only the pso "
+		    "and user roles take a partition" : "only the pso role "
+		    "takes a partition") : strcmp(*role, "pso") == 0 ?
 		    "pso needs a partition: login pso PARTITION" :
-		    "only the pso role takes a partition");
+		    "user needs a partition: login user PARTITION "
+		    "--secret-file FILE");
 	return 0;
 }
 
@@ -258,6 +270,124 @@ out:
 	return r;
 }
 
+/*
+ * The technical user (DESIGN §4): a partition's API secret, read from a
+ * file (never argv, the environment or a batch line), one line of at
+ * most SECRET_MAX bytes.  Every copy this process makes is wiped after
+ * the call.
+ */
+#define SECRET_MAX 4096
+
+static int
+read_secret(const char *path, char *buf, size_t cap, size_t *len,
+    hsm_status *st)
+{
+	size_t n = 0;
+	int fd;
+
+	*len = 0;
+	if (path == NULL || *path == '\0')
+		return hsm_fail(st, "usage", "login user needs --secret-file "
+		    "FILE (the partition's API secret)");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+		return hsm_fail(st, "io", "secret file %s: %s", path,
+		    strerror(errno));
+	/* Straight into buf with read(): no stdio buffer to wipe. */
+	while (n < cap) {
+		ssize_t r = read(fd, buf + n, cap - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+
+			close(fd);
+			OPENSSL_cleanse(buf, cap);
+			return hsm_fail(st, "io", "secret file %s: %s", path,
+			    strerror(e));
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	if (n >= cap) {
+		OPENSSL_cleanse(buf, cap);
+		return hsm_fail(st, "bad_value", "secret file %s is larger "
+		    "than %d bytes", path, SECRET_MAX);
+	}
+	/* One line: its newline (and a CR before it) is not the secret's. */
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	if (n == 0)
+		return hsm_fail(st, "bad_value", "secret file %s is empty",
+		    path);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+			OPENSSL_cleanse(buf, cap);
+			return hsm_fail(st, "bad_value", "secret file %s holds "
+			    "more than one line of text", path);
+		}
+	if (!hsm_utf8_valid((const unsigned char *)buf, n)) {
+		OPENSSL_cleanse(buf, cap);
+		return hsm_fail(st, "bad_value", "secret file %s is not text",
+		    path);
+	}
+	*len = n;
+	return 0;
+}
+
+/* auth.user {partition, secret, api?}; the session becomes "user:P". */
+static int
+do_user_login(struct ctx *ctx, const char *part, const char *file,
+    const char *api, cbor_item_t **result, hsm_status *st)
+{
+	char secret[SECRET_MAX + 1];
+	cbor_item_t *args = NULL, *sec = NULL;
+	size_t len;
+	int r = -1;
+
+	*result = NULL;
+	if (check_partition(part, st) != 0)
+		return -1;
+	if (api != NULL && !api_name_ok(api))
+		return hsm_fail(st, "bad_value", "--api takes jce, cng, pkcs11 "
+		    "or rest, not '%.32s'", api);
+	if (read_secret(file, secret, sizeof(secret), &len, st) != 0)
+		return -1;
+	if ((args = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put_str(args, "partition", part) != 0 ||
+	    (api != NULL && hsm_map_put_str(args, "api", api) != 0) ||
+	    (sec = cbor_build_stringn(secret, len)) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	/* sec stays ours to wipe: the map holds a second reference. */
+	if (hsm_map_put(args, "secret", cbor_incref(sec)) != 0) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (ctx_connect(ctx, st) != 0 ||
+	    hsm_call(ctx->conn, "auth.user", args, result, st) != 0)
+		goto out;
+	snprintf(ctx->role, sizeof(ctx->role), "user:%s", part);
+	r = 0;
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (sec != NULL) {
+		OPENSSL_cleanse(cbor_string_handle(sec),
+		    cbor_string_length(sec));
+		cbor_decref(&sec);
+	}
+	if (args != NULL)
+		cbor_decref(&args);
+	return r;
+}
+
 /* Global and command options together, in the order given. */
 static size_t
 gather(const struct inv *inv, const char *opt, const char *const *global,
@@ -280,6 +410,35 @@ static const struct kv_label login_labels[] = {
 	{ NULL, NULL, 0 },
 };
 
+static const struct kv_label user_labels[] = {
+	{ "role", "role", KV_PLAIN },
+	{ "partition", "partition", KV_PLAIN },
+	{ "api", "api", KV_PLAIN },
+	{ NULL, NULL, 0 },
+};
+
+/* login user P --secret-file FILE [--api API]; else the global file. */
+static int
+login_user_cmd(struct ctx *ctx, const struct inv *inv, const char *part,
+    hsm_status *st)
+{
+	const char *file = inv_opt(inv, "secret-file");
+	cbor_item_t *res = NULL;
+	int r;
+
+	if (inv_opt(inv, "officer") != NULL || inv_opt(inv, "approval") != NULL)
+		return hsm_fail(st, "usage", "login user takes --secret-file "
+		    "FILE, not officers or approvals");
+	if (file == NULL)
+		file = ctx->secret_file;
+	if (do_user_login(ctx, part, file, inv_opt(inv, "api"), &res,
+	    st) != 0)
+		return -1;
+	r = out_result(ctx, res, user_labels, st);
+	cbor_decref(&res);
+	return r;
+}
+
 int
 cmd_login(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 {
@@ -288,8 +447,13 @@ cmd_login(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 	cbor_item_t *res = NULL;
 	int r;
 
-	if (role_words(inv, 0, &role, &part, st) != 0)
+	if (role_words(inv, 0, true, &role, &part, st) != 0)
 		return -1;
+	if (strcmp(role, "user") == 0)
+		return login_user_cmd(ctx, inv, part, st);
+	if (inv_opt(inv, "secret-file") != NULL || inv_opt(inv, "api") != NULL)
+		return hsm_fail(st, "usage", "--secret-file and --api are for "
+		    "login user PARTITION");
 	noff = gather(inv, "officer", ctx->officers, ctx->nofficers, off);
 	napr = gather(inv, "approval", ctx->approvals, ctx->napprovals, apr);
 	if (do_login(ctx, role, part, off, noff, apr, napr, &res, st) != 0)
@@ -307,20 +471,35 @@ ctx_login_as(struct ctx *ctx, const char *as, hsm_status *st)
 	cbor_item_t *res = NULL;
 	int r;
 
+	/* Too long is wrong, never cut short to another name. */
+	if ((colon != NULL ? (size_t)(colon - as) : strlen(as)) >=
+	    sizeof(role) ||
+	    (colon != NULL && strlen(colon + 1) >= sizeof(part)))
+		return hsm_fail(st, "bad_value", "--as takes genesis, so, "
+		    "pso:PARTITION or user:PARTITION, not '%.80s%s'", as,
+		    strlen(as) > 80 ? "..." : "");
 	if (colon != NULL) {
 		snprintf(role, sizeof(role), "%.*s", (int)(colon - as), as);
 		snprintf(part, sizeof(part), "%s", colon + 1);
 	} else
 		snprintf(role, sizeof(role), "%s", as);
 	if (strcmp(role, "genesis") != 0 && strcmp(role, "so") != 0 &&
-	    strcmp(role, "pso") != 0)
-		return hsm_fail(st, "bad_value", "--as takes genesis, so or "
-		    "pso:PARTITION, not '%s'", as);
-	if ((strcmp(role, "pso") == 0) != (part[0] != '\0'))
-		return hsm_fail(st, "bad_value", "--as pso needs a partition "
-		    "(pso:P), and only pso takes one");
-	r = do_login(ctx, role, part, ctx->officers, ctx->nofficers,
-	    ctx->approvals, ctx->napprovals, &res, st);
+	    strcmp(role, "pso") != 0 && strcmp(role, "user") != 0)
+		return hsm_fail(st, "bad_value", "--as takes genesis, so, "
+		    "pso:PARTITION or user:PARTITION, not '%s'", as);
+	if ((strcmp(role, "pso") == 0 || strcmp(role, "user") == 0) !=
+	    (part[0] != '\0'))
+		return hsm_fail(st, "bad_value", "--as pso and --as user need "
+		    "a partition (pso:P, user:P), and only they take one");
+	if (strcmp(role, "user") == 0) {
+		if (ctx->secret_file == NULL)
+			return hsm_fail(st, "usage", "--as user:%s needs "
+			    "--secret-file FILE (the partition's API secret)",
+			    part);
+		r = do_user_login(ctx, part, ctx->secret_file, NULL, &res, st);
+	} else
+		r = do_login(ctx, role, part, ctx->officers, ctx->nofficers,
+		    ctx->approvals, ctx->napprovals, &res, st);
 	if (res != NULL)
 		cbor_decref(&res);
 	if (r == 0)
@@ -433,7 +612,8 @@ cmd_approval_request(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		    opcmd != NULL ? opcmd->role : "");
 		goto done;
 	}
-	if (inv->nargs > 0 && role_words(inv, 0, &role, &part, st) != 0)
+	if (inv->nargs > 0 && role_words(inv, 0, false, &role, &part,
+	    st) != 0)
 		goto done;
 	if ((args = cbor_new_indefinite_map()) == NULL ||
 	    hsm_map_put_str(args, "role", role) != 0 ||

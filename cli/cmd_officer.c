@@ -21,8 +21,7 @@ call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,
 	return r;
 }
 
-/* A call whose result holds one list, shown as a table. */
-static int
+int
 call_and_table(struct ctx *ctx, const char *op, cbor_item_t *args,
     const char *key, const struct kv_label *cols, hsm_status *st)
 {

@@ -10,8 +10,8 @@ static const struct cmd_arg help_args[] = {
 	{ NULL, 0, 0 },
 };
 
-static const struct cmd_arg role_part_args[] = {
-	{ "ROLE", K_ROLE, 0 },
+static const struct cmd_arg login_args[] = {
+	{ "ROLE", K_LOGINROLE, 0 },
 	{ "PARTITION", K_PARTITION, ARG_OPTIONAL },
 	{ NULL, 0, 0 },
 };
@@ -40,6 +40,11 @@ static const struct cmd_arg quorum_args[] = {
 	{ NULL, 0, 0 },
 };
 
+static const struct cmd_opt attest_opts[] = {
+	{ "out", "FILE", K_FILE, 0,
+	    "also write the whole attestation as JSON to FILE" },
+	{ NULL, NULL, 0, 0, NULL },
+};
 static const struct cmd_opt request_opts[] = {
 	{ "out", "TOKEN", K_FILE, OPT_REQUIRED, "file to write the token to" },
 	{ "op", "COMMAND", K_WORD, 0,
@@ -73,6 +78,10 @@ static const struct cmd_opt login_opts[] = {
 	    "officer key to sign with (one per officer)" },
 	{ "approval", "FILE", K_FILE, OPT_REPEAT,
 	    "signed remote approval (approval sign)" },
+	{ "secret-file", "FILE", K_FILE, 0,
+	    "login user: the partition's API secret (else the global one)" },
+	{ "api", "API", K_API, 0,
+	    "login user: jce, cng, pkcs11 (the default) or rest" },
 	{ NULL, NULL, 0, 0, NULL },
 };
 static const struct cmd_opt keygen_opts[] = {
@@ -81,6 +90,69 @@ static const struct cmd_opt keygen_opts[] = {
 };
 static const struct cmd_opt partition_opt[] = {
 	{ "partition", "P", K_PARTITION, 0, "the partition of a pso officer" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+
+static const struct cmd_arg part_args[] = {
+	{ "P", K_PARTITION, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg part_create_args[] = {
+	{ "P", K_PARTITION, 0 },
+	{ "PARAM=VALUE", K_PARAM, ARG_OPTIONAL | ARG_REPEAT },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg part_set_args[] = {
+	{ "P", K_PARTITION, 0 },
+	{ "PARAM=VALUE", K_PARAM, ARG_REPEAT },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg part_get_args[] = {
+	{ "P", K_PARTITION, 0 },
+	{ "PARAM", K_PARAM, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_opt part_create_opts[] = {
+	{ "profile", "NAME", K_PROFILE, 0,
+	    "start from this profile (default eco; see partition params)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt part_delete_opts[] = {
+	{ "force", NULL, K_WORD, 0, "delete it even if it holds keys" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_arg key_id_args[] = {
+	{ "P", K_PARTITION, 0 },
+	{ "ID", K_WORD, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_opt key_generate_opts[] = {
+	{ "type", "TYPE", K_OBJTYPE, OPT_REQUIRED,
+	    "rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384|ed25519|aes-256" },
+	{ "label", "L", K_WORD, 0, "a label of up to 127 bytes" },
+	{ "extractable", NULL, K_WORD, 0,
+	    "it may leave the partition (key-export, key-extraction)" },
+	{ "no-sensitive", NULL, K_WORD, 0,
+	    "not sensitive: plain extraction allowed if extractable" },
+	{ "session", NULL, K_WORD, 0, "gone when this session ends" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt key_list_opts[] = {
+	{ "invalidated", NULL, K_WORD, 0,
+	    "the invalidation bin instead (SO, PSO)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt key_sign_opts[] = {
+	{ "in", "FILE", K_FILE, OPT_REQUIRED, "the data, up to 8 MiB" },
+	{ "out", "FILE", K_FILE, OPT_REQUIRED,
+	    "file to write the raw signature to (replaced)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt part_secret_opts[] = {
+	{ "rotate", NULL, K_WORD, OPT_REQUIRED,
+	    "make a new secret; the old one stops working at once" },
+	{ "out", "FILE", K_FILE, 0,
+	    "write it to FILE (new, mode 0600) instead of showing it" },
 	{ NULL, NULL, 0, 0, NULL },
 };
 
@@ -111,10 +183,41 @@ const struct cmd commands[] = {
 	{ .words = "help", .args = help_args, .role = "-",
 	    .help = "show the commands, or the usage of one",
 	    .fn = cmd_help },
-	{ .words = "login", .args = role_part_args, .opts = login_opts,
+	{ .words = "key attest", .args = key_id_args, .opts = attest_opts,
+	    .role = "so|pso|user", .connects = true,
+	    .help = "a statement about a key, signed by the node",
+	    .fn = cmd_key_attest },
+	{ .words = "key delete", .args = key_id_args, .role = "user",
+	    .writes = true, .connects = true,
+	    .help = "delete a key (to the invalidation bin if key-invalidation "
+	    "is on)", .fn = cmd_key_delete },
+	{ .words = "key generate", .args = part_args,
+	    .opts = key_generate_opts, .role = "user", .writes = true,
+	    .connects = true, .help = "make a new key in a partition",
+	    .fn = cmd_key_generate },
+	{ .words = "key list", .args = part_args, .opts = key_list_opts,
+	    .role = "so|pso|user", .connects = true,
+	    .help = "list a partition's keys", .fn = cmd_key_list },
+	{ .words = "key purge", .args = key_id_args, .role = "so|pso",
+	    .writes = true, .connects = true,
+	    .help = "destroy a key of the invalidation bin for good",
+	    .fn = cmd_key_purge },
+	{ .words = "key restore", .args = key_id_args, .role = "so|pso",
+	    .writes = true, .connects = true,
+	    .help = "bring a key back from the invalidation bin",
+	    .fn = cmd_key_restore },
+	{ .words = "key show", .args = key_id_args, .role = "so|pso|user",
+	    .connects = true,
+	    .help = "show a key's type, label, flags and public key",
+	    .fn = cmd_key_show },
+	{ .words = "key sign", .args = key_id_args, .opts = key_sign_opts,
+	    .role = "user", .connects = true,
+	    .help = "sign a file's data with a key", .fn = cmd_key_sign },
+	{ .words = "login", .args = login_args, .opts = login_opts,
 	    .role = "-", .connects = true,
 	    .help = "log in as genesis, so or pso PARTITION with a quorum of "
-	    "officers", .fn = cmd_login },
+	    "officers, or as user PARTITION with its API secret",
+	    .fn = cmd_login },
 	{ .words = "logout", .role = "-", .connects = true,
 	    .help = "drop the role logged in on this session",
 	    .fn = cmd_logout },
@@ -135,6 +238,37 @@ const struct cmd commands[] = {
 	    .opts = partition_opt, .role = "genesis|so|pso", .writes = true,
 	    .connects = true, .help = "remove an officer",
 	    .fn = cmd_officer_remove },
+	{ .words = "partition create", .args = part_create_args,
+	    .opts = part_create_opts, .role = "so", .writes = true,
+	    .connects = true,
+	    .help = "create a partition from a profile, with parameters",
+	    .fn = cmd_partition_create },
+	{ .words = "partition delete", .args = part_args,
+	    .opts = part_delete_opts, .role = "so", .writes = true,
+	    .connects = true, .help = "delete a partition and all its keys",
+	    .fn = cmd_partition_delete },
+	{ .words = "partition get", .args = part_get_args, .role = "so|pso",
+	    .connects = true, .help = "print the value of one parameter",
+	    .fn = cmd_partition_get },
+	{ .words = "partition list", .role = "any", .connects = true,
+	    .help = "list the partitions (a PSO sees its own)",
+	    .fn = cmd_partition_list },
+	{ .words = "partition params", .role = "-",
+	    .help = "describe every partition parameter and profile",
+	    .fn = cmd_partition_params },
+	{ .words = "partition secret", .args = part_args,
+	    .opts = part_secret_opts, .role = "so|pso", .writes = true,
+	    .connects = true, .secret = true,
+	    .help = "rotate a partition's API secret and show the new one once",
+	    .fn = cmd_partition_secret },
+	{ .words = "partition set", .args = part_set_args, .role = "so|pso",
+	    .writes = true, .connects = true,
+	    .help = "change parameters, all or none (see partition params)",
+	    .fn = cmd_partition_set },
+	{ .words = "partition show", .args = part_args, .role = "so|pso",
+	    .connects = true,
+	    .help = "show a partition's parameters, usage, officers, quorum",
+	    .fn = cmd_partition_show },
 	{ .words = "quorum set", .args = quorum_args, .opts = partition_opt,
 	    .role = "genesis|so|pso", .writes = true, .connects = true,
 	    .help = "set how many officers of a role must approve a login",
@@ -292,8 +426,9 @@ parse_opts_args(const struct cmd *c, int argc, char **argv, struct inv *inv,
 	for (const struct cmd_opt *o = c->opts; !inv->help && o != NULL &&
 	    o->name != NULL; o++)
 		if ((o->flags & OPT_REQUIRED) && inv_opt(inv, o->name) == NULL)
-			return hsm_fail(st, "usage", "'%s' needs --%s %s",
-			    c->words, o->name, o->metavar);
+			return hsm_fail(st, "usage", "'%s' needs --%s%s%s",
+			    c->words, o->name, o->metavar ? " " : "",
+			    o->metavar ? o->metavar : "");
 	if (!inv->help && (inv->nargs < min || inv->nargs > max)) {
 		char u[256];
 
@@ -545,6 +680,9 @@ cmd_run(struct ctx *ctx, const struct inv *inv)
 		}
 	} else
 		r = inv->cmd->fn(ctx, inv, &st);
+	/* What the shell completes from the node may have changed. */
+	if (inv->cmd->writes && ctx->live_partitions != NULL)
+		cbor_decref(&ctx->live_partitions);
 	if (r != 0)
 		return out_error(ctx, &st);
 	fflush(stdout);

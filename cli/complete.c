@@ -48,7 +48,75 @@ offer(const struct out *o, const char *cand)
 		o->add(o->arg, cand);
 }
 
-/* Values of a kind; live names come from the node in later versions. */
+/*
+ * A partition parameter: its name, or once the word has an '=', its
+ * values (canonical spellings) as whole PARAM=VALUE words.
+ */
+static void
+offer_param(const struct out *o)
+{
+	const char *eq = memchr(o->prefix, '=', o->plen);
+	const struct hsm_param *p = NULL;
+	char buf[128];
+
+	if (eq == NULL) {
+		for (size_t i = 0; i < hsm_nparams; i++)
+			offer(o, hsm_params[i].name);
+		return;
+	}
+	for (size_t i = 0; i < hsm_nparams && p == NULL; i++)
+		if (strlen(hsm_params[i].name) == (size_t)(eq - o->prefix) &&
+		    strncmp(hsm_params[i].name, o->prefix,
+		    (size_t)(eq - o->prefix)) == 0)
+			p = &hsm_params[i];
+	if (p == NULL)
+		return;
+	if (p->type == HSM_PARAM_BOOL) {
+		snprintf(buf, sizeof(buf), "%s=on", p->name);
+		offer(o, buf);
+		snprintf(buf, sizeof(buf), "%s=off", p->name);
+		offer(o, buf);
+	}
+}
+
+/*
+ * Names only the node knows (partitions, ...), in the shell where a
+ * connection is up: asked once and kept for the session.  A refusal
+ * (no login yet) just means no candidates; it is asked again later.
+ */
+static void
+offer_live(struct ctx *ctx, const char *op, const char *listkey,
+    const char *field, const struct out *o)
+{
+	cbor_item_t *res = NULL;
+	const cbor_item_t *list;
+	hsm_status st;
+
+	if (!ctx->interactive || ctx->conn == NULL)
+		return;
+	if (ctx->live_partitions == NULL) {
+		if (hsm_call(ctx->conn, op, NULL, &res, &st) != 0)
+			return;
+		ctx->live_partitions = res;
+	}
+	list = hsm_map_get(ctx->live_partitions, listkey);
+	for (size_t i = 0; list != NULL && cbor_isa_array(list) &&
+	    i < cbor_array_size(list); i++) {
+		const cbor_item_t *v = hsm_map_get(cbor_array_handle(list)[i],
+		    field);
+		char name[HSM_NAME_MAX + 1];
+
+		if (v == NULL || !cbor_isa_string(v) ||
+		    cbor_string_length(v) > HSM_NAME_MAX)
+			continue;
+		snprintf(name, sizeof(name), "%.*s",
+		    (int)cbor_string_length(v),
+		    (const char *)cbor_string_handle(v));
+		offer(o, name);
+	}
+}
+
+/* Values of a kind: from the table, the configuration or the node. */
 static void
 offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 {
@@ -64,9 +132,30 @@ offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 		offer(o, "so");
 		offer(o, "pso");
 		break;
+	case K_LOGINROLE:
+		offer(o, "genesis");
+		offer(o, "so");
+		offer(o, "pso");
+		offer(o, "user");
+		break;
 	case K_KEYTYPE:
 		offer(o, "ed25519");
 		offer(o, "p384");
+		break;
+	case K_OBJTYPE:
+		for (const char *const *t = key_obj_types; *t != NULL; t++)
+			offer(o, *t);
+		break;
+	case K_API:
+		for (const char *const *a = api_names; *a != NULL; a++)
+			offer(o, *a);
+		break;
+	case K_PARAM:
+		offer_param(o);
+		break;
+	case K_PROFILE:
+		for (size_t i = 0; i < hsm_nprofiles; i++)
+			offer(o, hsm_profiles[i].name);
 		break;
 	case K_CLUSTER:
 		for (size_t i = 0; ctx->cfg != NULL && i < ctx->cfg->nclusters;
@@ -82,6 +171,9 @@ offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 			cl = &ctx->cfg->clusters[0];
 		for (size_t i = 0; cl != NULL && i < cl->nnodes; i++)
 			offer(o, cl->nodes[i].name);
+		break;
+	case K_PARTITION:
+		offer_live(ctx, "partition.list", "partitions", "name", o);
 		break;
 	default:
 		break;	/* files and free text: the shell's own completion */

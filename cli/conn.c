@@ -92,6 +92,9 @@ void
 ctx_close(struct ctx *ctx)
 {
 	hsm_conn_close(&ctx->conn);
+	ctx->role[0] = '\0';	/* a login lives in the node's session */
+	if (ctx->live_partitions != NULL)
+		cbor_decref(&ctx->live_partitions);
 }
 
 /* The --approval files as the node wants them: {token, approvals}. */

@@ -39,18 +39,6 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Options whose features arrive in later versions: refused, never ignored. */
-static const char *
-later_feature(int ch)
-{
-	switch (ch) {
-	case O_SECRET:
-		return "--secret-file (technical user login)";
-	default:
-		return NULL;
-	}
-}
-
 static const struct cmd hidden_list = {
 	.words = "__commands", .role = "-",
 	.help = "list every command's usage", .fn = cmd_list_commands,
@@ -73,7 +61,7 @@ main(int argc, char **argv)
 	struct ctx ctx;
 	struct inv inv;
 	hsm_status st;
-	const char *later = NULL, *batch = NULL;
+	const char *batch = NULL;
 	bool help = false;
 	int ch, r;
 
@@ -127,6 +115,15 @@ main(int argc, char **argv)
 			else
 				ctx.approvals[ctx.napprovals++] = optarg;
 			break;
+		case O_SECRET:
+			/* Read when a login user needs it, never before. */
+			if (*optarg == '\0') {
+				hsm_fail(&st, "bad_value", "--secret-file needs "
+				    "a file name");
+				return out_error(&ctx, &st);
+			}
+			ctx.secret_file = optarg;
+			break;
 		case O_PASSFD: {
 			char *end;
 			long fd = strtol(optarg, &end, 10);
@@ -173,15 +170,8 @@ main(int argc, char **argv)
 				    "'%s' (see hsmctl help)", argv[optind - 1]);
 			return out_error(&ctx, &st);
 		default:
-			if (later == NULL)
-				later = later_feature(ch);
 			break;
 		}
-	}
-	if (later != NULL) {
-		hsm_fail(&st, "not_implemented", "%s is not available in "
-		    "hsmctl %s", later, HSMCTL_VERSION);
-		return out_error(&ctx, &st);
 	}
 	ctx.color = ctx.output == OUT_TEXT && isatty(STDOUT_FILENO) &&
 	    getenv("NO_COLOR") == NULL;

@@ -14,6 +14,9 @@
 
 #include "cmd.h"
 
+#define NO_TTY_PASS \
+    "no terminal to ask for a passphrase; use --passphrase-fd N"
+
 /* One line from fd, byte by byte: later lines stay for later officers. */
 static int
 read_line_fd(int fd, char *buf, size_t len, hsm_status *st)
@@ -51,16 +54,16 @@ read_line_fd(int fd, char *buf, size_t len, hsm_status *st)
 	return 0;
 }
 
+/* noterm: what to say when there is no terminal to ask on. */
 static int
-read_tty(const char *prompt, bool echo, char *buf, size_t len,
-    hsm_status *st)
+read_tty(const char *prompt, bool echo, const char *noterm, char *buf,
+    size_t len, hsm_status *st)
 {
 	struct termios old, noecho;
 	int fd, r;
 
 	if ((fd = open("/dev/tty", O_RDWR | O_CLOEXEC)) < 0)
-		return hsm_fail(st, "usage", "no terminal to ask for a "
-		    "passphrase; use --passphrase-fd N");
+		return hsm_fail(st, "usage", "%s", noterm);
 	if (tcgetattr(fd, &old) != 0) {
 		close(fd);
 		return hsm_fail(st, "usage", "cannot control the terminal; "
@@ -92,9 +95,10 @@ pass_read(struct ctx *ctx, const char *prompt, bool confirm, char *buf,
 
 	if (ctx->passfd >= 0)
 		return read_line_fd(ctx->passfd, buf, len, st);
-	if ((r = read_tty(prompt, false, buf, len, st)) != 0 || !confirm)
+	if ((r = read_tty(prompt, false, NO_TTY_PASS, buf, len, st)) != 0 ||
+	    !confirm)
 		return r;
-	if ((r = read_tty("Same passphrase again: ", false, again,
+	if ((r = read_tty("Same passphrase again: ", false, NO_TTY_PASS, again,
 	    sizeof(again), st)) == 0 && strcmp(buf, again) != 0) {
 		OPENSSL_cleanse(buf, len);
 		r = hsm_fail(st, "bad_value", "the passphrases differ");
@@ -112,7 +116,8 @@ ask_yes(struct ctx *ctx, const char *question, hsm_status *st)
 	if (ctx->yes)
 		return true;
 	r = ctx->passfd >= 0 ? read_line_fd(ctx->passfd, ans, sizeof(ans),
-	    st) : read_tty(question, true, ans, sizeof(ans), st);
+	    st) : read_tty(question, true, "no terminal to confirm; use -y",
+	    ans, sizeof(ans), st);
 	if (r != 0)
 		return false;
 	if (strcmp(ans, "y") == 0 || strcmp(ans, "yes") == 0)

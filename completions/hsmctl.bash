@@ -14,6 +14,12 @@ _hsmctl()
 	local IFS=$'\n'
 	COMPREPLY=($(compgen -W "$("${words[0]}" __complete -- \
 		"${words[@]:1:cword}" 2>/dev/null)" -- "$cur"))
+	# bash splits words at '=' too: it replaces only what follows the
+	# last one, so the candidates must not repeat what precedes it.
+	if [[ $cur == *=* && $COMP_WORDBREAKS == *=* ]]; then
+		local pre=${cur%"${cur##*=}"}
+		COMPREPLY=("${COMPREPLY[@]#"$pre"}")
+	fi
 	if declare -F __ltrim_colon_completions >/dev/null 2>&1; then
 		__ltrim_colon_completions "$cur"
 	fi

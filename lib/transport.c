@@ -503,7 +503,7 @@ hsm_call(struct hsm_conn *c, const char *op, const cbor_item_t *args,
 {
 	struct hsm_response resp;
 	unsigned char *frame = NULL, *payload = NULL;
-	size_t flen, plen;
+	size_t flen = 0, plen = 0;
 	uint64_t id = ++c->next_id;
 	int r = -1;
 
@@ -530,6 +530,11 @@ hsm_call(struct hsm_conn *c, const char *op, const cbor_item_t *args,
 	r = 0;
 out:
 	hsm_response_clear(&resp);
+	/* Requests and answers may carry a secret (an API secret). */
+	if (frame != NULL)
+		OPENSSL_cleanse(frame, flen);
+	if (payload != NULL)
+		OPENSSL_cleanse(payload, plen);
 	free(frame);
 	free(payload);
 	return r;

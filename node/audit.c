@@ -91,6 +91,31 @@ head(sqlite3 *db, int64_t *seq, unsigned char hash[HASH_LEN], hsm_status *st)
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return hsm_fail(st, "io", "store: %s", sqlite3_errmsg(db));
+	/*
+	 * The recorded head is ahead of the table when newest entries were
+	 * removed: chain on from the record, so the gap stays visible to
+	 * audit verify instead of being papered over by the next entry.
+	 */
+	if (store_meta_int(db, "audit_count", 0) > *seq) {
+		char want[2 * HASH_LEN + 1] = "";
+		sqlite3_stmt *m = NULL;
+
+		*seq = store_meta_int(db, "audit_count", 0);
+		if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = "
+		    "'audit_head'", -1, &m, NULL) == SQLITE_OK &&
+		    sqlite3_step(m) == SQLITE_ROW)
+			snprintf(want, sizeof(want), "%s",
+			    sqlite3_column_text(m, 0));
+		sqlite3_finalize(m);
+		for (size_t i = 0; i < HASH_LEN && strlen(want) ==
+		    2 * HASH_LEN; i++) {
+			unsigned int b;
+
+			if (sscanf(want + 2 * i, "%2x", &b) != 1)
+				break;
+			hash[i] = (unsigned char)b;
+		}
+	}
 	return 0;
 }
 

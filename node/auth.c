@@ -24,7 +24,7 @@
 static int
 check_role_partition(const char *role, const char *part, hsm_status *st)
 {
-	if (role_bit(role) == 0)
+	if (role_bit(role) == 0 || role_bit(role) == ROLE_USER)
 		return hsm_fail(st, "bad_value", "role must be genesis, so or "
 		    "pso, not '%s'", role);
 	if (strcmp(role, "pso") == 0) {
@@ -567,26 +567,14 @@ op_approval_list(struct sess_ctx *s, const cbor_item_t *args,
 		    hsm_map_put_str(e, "partition", f[3]) == 0 &&
 		    hsm_map_put_uint(e, "expires",
 		    (uint64_t)sqlite3_column_int64(q, 4)) == 0 &&
-		    hsm_map_put_str(e, "requester", f[5]) == 0 &&
-		    cbor_array_push(list, e);
-		if (e != NULL)
-			cbor_decref(&e);
-		if (!ok) {
+		    hsm_map_put_str(e, "requester", f[5]) == 0;
+		if (!list_push(list, &e, ok)) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
 	}
 	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE) {
-		cbor_decref(&list);
-		return hsm_fail(st, "io", "cannot list approvals");
-	}
-	if ((*res = cbor_new_indefinite_map()) == NULL) {
-		cbor_decref(&list);
-		return hsm_fail(st, "no_memory", "out of memory");
-	}
-	return hsm_map_put(*res, "approvals", list) == 0 ? 0 :
-	    hsm_fail(st, "no_memory", "out of memory");
+	return list_result(res, "approvals", list, rc == SQLITE_DONE, "approvals", st);
 }
 
 /* Withdraw a pending challenge: its requester's terminal, or its role. */

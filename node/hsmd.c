@@ -22,6 +22,7 @@
 #include "log.h"
 #include "nodedir.h"
 #include "server.h"
+#include "store.h"
 
 static void
 usage(FILE *f)
@@ -32,6 +33,8 @@ usage(FILE *f)
 	    "                 [--genesis NAME=PUBKEY]... [--genesis-quorum M]\n"
 	    "       hsmd authorize -d DIR PUBKEY\n"
 	    "       hsmd revoke -d DIR FINGERPRINT\n"
+	    "       hsmd config -d DIR [idle-timeout|challenge-lifetime "
+	    "[SECONDS]]\n"
 	    "       hsmd -d DIR -l HOST:PORT [-f] [-v]\n"
 	    "       hsmd -h | -V\n");
 }
@@ -265,6 +268,71 @@ cmd_serve(int argc, char **argv)
 	return r != 0 ? fail(&st) : 0;
 }
 
+/* Node settings, kept in the store (read by a running node at once). */
+static const struct {
+	const char *name;	/* as typed */
+	const char *key;	/* meta key */
+	int64_t dflt, min, max;
+} settings[] = {
+	{ "idle-timeout", "idle_timeout", 900, 30, 86400 },
+	{ "challenge-lifetime", "challenge_lifetime", 600, 30, 86400 },
+};
+
+static int
+cmd_config(int argc, char **argv)
+{
+	const char *dir = NULL;
+	sqlite3 *db = NULL;
+	hsm_status st;
+	int ch, r = 0;
+
+	hsm_status_clear(&st);
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "d:", dir_opts, NULL)) != -1) {
+		if (ch != 'd') {
+			usage(stderr);
+			return HSM_EXIT_USAGE;
+		}
+		dir = optarg;
+	}
+	if (dir == NULL || argc - optind > 2)
+		return usage_error("%s: -d DIR [SETTING [SECONDS]]", "config");
+	if (store_open(dir, false, &db, &st) != 0)
+		return fail(&st);
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		char *end, num[32];
+		long long v;
+
+		if (optind < argc && strcmp(argv[optind], settings[i].name) != 0)
+			continue;
+		if (optind + 1 < argc) {
+			v = strtoll(argv[optind + 1], &end, 10);
+			if (*argv[optind + 1] == '\0' || *end != '\0' ||
+			    v < settings[i].min || v > settings[i].max) {
+				store_close(&db);
+				fprintf(stderr, "hsmd: %s takes %lld..%lld "
+				    "seconds\n", settings[i].name,
+				    (long long)settings[i].min,
+				    (long long)settings[i].max);
+				return HSM_EXIT_USAGE;
+			}
+			snprintf(num, sizeof(num), "%lld", v);
+			if (store_meta_set(db, settings[i].key, num, &st) != 0) {
+				store_close(&db);
+				return fail(&st);
+			}
+		}
+		printf("%s %lld\n", settings[i].name, (long long)
+		    store_meta_int(db, settings[i].key, settings[i].dflt));
+		r = 1;
+	}
+	store_close(&db);
+	if (r == 0)
+		return usage_error("unknown setting '%s' (idle-timeout, "
+		    "challenge-lifetime)", argv[optind]);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -276,6 +344,8 @@ main(int argc, char **argv)
 		return cmd_keys(argc - 1, argv + 1, true);
 	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
 		return cmd_keys(argc - 1, argv + 1, false);
+	if (argc >= 2 && strcmp(argv[1], "config") == 0)
+		return cmd_config(argc - 1, argv + 1);
 	if (argc >= 2 && argv[1][0] != '-')
 		return usage_error("unknown command '%s'", argv[1]);
 	return cmd_serve(argc, argv);

@@ -18,25 +18,8 @@
 #include "keys.h"
 #include "nodedir.h"
 #include "officers.h"
+#include "ops.h"
 #include "store.h"
-
-bool
-name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > HSM_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') ||
-		    (i > 0 && (c == '-' || c == '_' || c == '.'))))
-			return false;
-	}
-	return true;
-}
 
 /* An existing directory may be taken over only when it is empty. */
 static int
@@ -213,10 +196,10 @@ nodedir_init(const struct init_opts *o, hsm_status *st)
 	char tmp[PATH_MAX], parent[PATH_MAX], base[PATH_MAX];
 	int r = -1;
 
-	if (!name_valid(o->cluster))
+	if (!name_ok(o->cluster))
 		return hsm_fail(st, "bad_value", "invalid cluster name '%s'",
 		    o->cluster);
-	if (!name_valid(o->name))
+	if (!name_ok(o->name))
 		return hsm_fail(st, "bad_value", "invalid node name '%s'",
 		    o->name);
 	if (o->ngenesis > 0 && (o->genesis_quorum < 1 ||

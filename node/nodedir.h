@@ -10,6 +10,7 @@
 
 #define MASTER_KEY_FILE "master.key"
 #define MASTER_KEY_LEN 32
+#define ATTEST_KEY_FILE "attest_ed25519.pem"
 
 struct init_opts {
 	const char *dir;
@@ -26,6 +27,5 @@ struct init_opts {
 
 /* Create DIR whole or not at all: built aside, then renamed into place. */
 int nodedir_init(const struct init_opts *o, hsm_status *st);
-bool name_valid(const char *s);
 
 #endif

@@ -189,7 +189,7 @@ role_args(const cbor_item_t *args, char *role, size_t rlen, char *part,
 	if (arg_text(args, "role", role, rlen, true, st) != 0 ||
 	    arg_text(args, "partition", part, plen, false, st) < 0)
 		return -1;
-	if (role_bit(role) == 0)
+	if (role_bit(role) == 0 || role_bit(role) == ROLE_USER)
 		return hsm_fail(st, "bad_value", "role must be genesis, so or "
 		    "pso, not '%s'", role);
 	if ((strcmp(role, "pso") == 0) != (part[0] != '\0'))
@@ -434,26 +434,14 @@ op_officer_list(struct sess_ctx *s, const cbor_item_t *args,
 		    hsm_map_put_str(e, "name", col(q, 2)) == 0 &&
 		    hsm_map_put_str(e, "fingerprint", col(q, 3)) == 0 &&
 		    hsm_map_put_uint(e, "created",
-		    (uint64_t)sqlite3_column_int64(q, 4)) == 0 &&
-		    cbor_array_push(list, e);
-		if (e != NULL)
-			cbor_decref(&e);
-		if (!ok) {
+		    (uint64_t)sqlite3_column_int64(q, 4)) == 0;
+		if (!list_push(list, &e, ok)) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
 	}
 	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE) {
-		cbor_decref(&list);
-		return hsm_fail(st, "io", "cannot list officers");
-	}
-	if ((*res = cbor_new_indefinite_map()) == NULL) {
-		cbor_decref(&list);
-		return hsm_fail(st, "no_memory", "out of memory");
-	}
-	return hsm_map_put(*res, "officers", list) == 0 ? 0 :
-	    hsm_fail(st, "no_memory", "out of memory");
+	return list_result(res, "officers", list, rc == SQLITE_DONE, "officers", st);
 }
 
 int
@@ -492,26 +480,14 @@ op_quorum_show(struct sess_ctx *s, const cbor_item_t *args,
 		    hsm_map_put_uint(e, "m",
 		    (uint64_t)quorum_of(s->db, role, part)) == 0 &&
 		    hsm_map_put_uint(e, "n",
-		    (uint64_t)active_count(s->db, role, part)) == 0 &&
-		    cbor_array_push(list, e);
-		if (e != NULL)
-			cbor_decref(&e);
-		if (!ok) {
+		    (uint64_t)active_count(s->db, role, part)) == 0;
+		if (!list_push(list, &e, ok)) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
 	}
 	sqlite3_finalize(q);
-	if (rc != SQLITE_DONE) {
-		cbor_decref(&list);
-		return hsm_fail(st, "io", "cannot list quorums");
-	}
-	if ((*res = cbor_new_indefinite_map()) == NULL) {
-		cbor_decref(&list);
-		return hsm_fail(st, "no_memory", "out of memory");
-	}
-	return hsm_map_put(*res, "quorums", list) == 0 ? 0 :
-	    hsm_fail(st, "no_memory", "out of memory");
+	return list_result(res, "quorums", list, rc == SQLITE_DONE, "quorums", st);
 }
 
 int

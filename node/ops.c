@@ -4,8 +4,10 @@
 #include "audit.h"
 #include "auth.h"
 #include "log.h"
+#include "objects.h"
 #include "officers.h"
 #include "ops.h"
+#include "partitions.h"
 #include "store.h"
 
 struct op {
@@ -112,6 +114,8 @@ role_bit(const char *role)
 		return ROLE_SO;
 	if (strcmp(role, "pso") == 0)
 		return ROLE_PSO;
+	if (strcmp(role, "user") == 0)
+		return ROLE_USER;
 	return 0;
 }
 
@@ -132,6 +136,32 @@ name_ok(const char *s)
 			return false;
 	}
 	return true;
+}
+
+bool
+list_push(cbor_item_t *list, cbor_item_t **e, bool ok)
+{
+	ok = ok && *e != NULL && cbor_array_push(list, *e);
+	if (*e != NULL)
+		cbor_decref(e);
+	*e = NULL;
+	return ok;
+}
+
+int
+list_result(cbor_item_t **res, const char *key, cbor_item_t *list, bool done,
+    const char *what, hsm_status *st)
+{
+	if (!done) {
+		cbor_decref(&list);
+		return hsm_fail(st, "io", "cannot list %s", what);
+	}
+	if ((*res = cbor_new_indefinite_map()) == NULL) {
+		cbor_decref(&list);
+		return hsm_fail(st, "no_memory", "out of memory");
+	}
+	return hsm_map_put(*res, key, list) == 0 ? 0 :
+	    hsm_fail(st, "no_memory", "out of memory");
 }
 
 int
@@ -197,13 +227,29 @@ static const struct op ops[] = {
 	{ "auth.challenge", 0, true, op_auth_challenge },
 	{ "auth.login", 0, true, op_auth_login },
 	{ "auth.logout", 0, true, op_auth_logout },
+	{ "auth.user", 0, true, op_auth_user },
 	{ "auth.whoami", 0, false, op_auth_whoami },
+	{ "key.attest", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_attest },
+	{ "key.delete", ROLE_USER, true, op_key_delete },
+	{ "key.generate", ROLE_USER, true, op_key_generate },
+	{ "key.list", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_list },
+	{ "key.purge", ROLE_SO | ROLE_PSO, true, op_key_purge },
+	{ "key.restore", ROLE_SO | ROLE_PSO, true, op_key_restore },
+	{ "key.show", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_show },
+	{ "key.sign", ROLE_USER, false, op_key_sign },
 	{ "node.info", 0, false, op_node_info },
 	{ "officer.add", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
 	    op_officer_add },
 	{ "officer.list", ROLE_ANY, false, op_officer_list },
 	{ "officer.remove", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
 	    op_officer_remove },
+	{ "partition.create", ROLE_SO, true, op_partition_create },
+	{ "partition.delete", ROLE_SO, true, op_partition_delete },
+	{ "partition.get", ROLE_SO | ROLE_PSO, false, op_partition_get },
+	{ "partition.list", ROLE_ANY, false, op_partition_list },
+	{ "partition.secret", ROLE_SO | ROLE_PSO, true, op_partition_secret },
+	{ "partition.set", ROLE_SO | ROLE_PSO, true, op_partition_set },
+	{ "partition.show", ROLE_SO | ROLE_PSO, false, op_partition_show },
 	{ "quorum.set", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
 	    op_quorum_set },
 	{ "quorum.show", ROLE_ANY, false, op_quorum_show },
@@ -260,6 +306,12 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 	if (!(op->roles & role_bit(s->role)))
 		return hsm_fail(st, "not_authorized", "%s is not permitted to "
 		    "the %s role", op->name, s->role);
+	/* partition-admin off disables an open PSO session too. */
+	if (strcmp(s->role, "pso") == 0 &&
+	    partition_admin_on(s->db, s->partition, st) != 0) {
+		snprintf(st->code, sizeof(st->code), "not_authorized");
+		return -1;
+	}
 	s->last_use = now;
 	return 0;
 }

@@ -18,6 +18,8 @@ struct node_ctx {
 	char cluster[HSM_NAME_MAX + 1];
 	char cluster_id[33];
 	bool sandbox;
+	unsigned char master_key[32];	/* wiped at shutdown */
+	struct evp_pkey_st *attest;	/* Ed25519 attestation key */
 };
 
 /* One SSH session of one terminal, and the role logged in on it. */
@@ -30,6 +32,8 @@ struct sess_ctx {
 	char role[16];		/* "genesis", "so", "pso" or "" */
 	char partition[HSM_NAME_MAX + 1];	/* of a pso login */
 	char officers[512];	/* who approved the login, "a,b" */
+	char api[16];		/* technical user: the API declared */
+	unsigned char secret_hash[32];	/* of the secret it logged in with */
 	time_t login_time;
 	time_t last_use;	/* for the idle timeout */
 };
@@ -38,6 +42,7 @@ struct sess_ctx {
 #define ROLE_GENESIS 0x1
 #define ROLE_SO 0x2
 #define ROLE_PSO 0x4
+#define ROLE_USER 0x8		/* the technical user of a partition */
 #define ROLE_ANY (ROLE_GENESIS | ROLE_SO | ROLE_PSO)
 
 /*
@@ -58,6 +63,14 @@ bool name_ok(const char *s);
 
 /* May role approve op (a state-changing op that role may run)? */
 int op_approvable(const char *op, const char *role, hsm_status *st);
+
+/*
+ * Listing ops: push one row map (consumed, pushed only if ok); then the
+ * result {key: list} (list consumed) when the query ran to its end.
+ */
+bool list_push(cbor_item_t *list, cbor_item_t **e, bool ok);
+int list_result(cbor_item_t **res, const char *key, cbor_item_t *list,
+    bool done, const char *what, hsm_status *st);
 
 /* Begin/commit a write transaction; rollback on any failure. */
 int tx_begin(struct sess_ctx *s, hsm_status *st);

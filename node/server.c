@@ -29,11 +29,16 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "fsutil.h"
 #include "keys.h"
 #include "log.h"
+#include "nodedir.h"
+#include "objects.h"
 #include "ops.h"
 #include "server.h"
 #include "store.h"
@@ -180,11 +185,14 @@ handle_frame(struct conn *c)
 	int r;
 
 	r = ops_handle(&c->ctx, c->rbuf + 4, c->flen, &out, &outlen);
+	/* Requests and answers may carry a secret (an API secret). */
+	OPENSSL_cleanse(c->rbuf, 4 + c->flen);
 	c->rlen = 0;
 	c->flen = 0;
 	if (r != 0)
 		return frame_error(c, "cannot encode a response");
 	r = chan_write(c, out, outlen);
+	OPENSSL_cleanse(out, outlen);
 	free(out);
 	return r;
 }
@@ -357,6 +365,8 @@ out:
 	}
 	ssh_disconnect(c.session);
 	ssh_free(c.session);
+	if (c.ctx.db != NULL)
+		objects_session_end(c.ctx.db, c.ctx.id);
 	store_close(&c.ctx.db);
 	free(c.rbuf);
 	log_debug("%s: disconnected", c.ctx.peer);
@@ -455,6 +465,76 @@ daemonize(const char *pidpath, hsm_status *st)
 	return 0;
 }
 
+static int
+load_master_key(const char *dir, unsigned char key[32], hsm_status *st)
+{
+	char path[4096], *buf = NULL;
+	size_t len = 0;
+	int r = -1;
+
+	if (fs_path(path, sizeof(path), dir, MASTER_KEY_FILE, st) != 0 ||
+	    fs_read(path, 64, &buf, &len, st) != 0)
+		return -1;
+	if (len != 32)
+		hsm_fail(st, "io", "%s is not a 32-byte master key", path);
+	else {
+		memcpy(key, buf, 32);
+		r = 0;
+	}
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	return r;
+}
+
+/*
+ * The node's attestation key (Ed25519, PEM, 0600), made on first start
+ * for directories from before it existed.
+ */
+static int
+load_attest_key(const char *dir, EVP_PKEY **out, hsm_status *st)
+{
+	char path[4096];
+	FILE *f;
+	EVP_PKEY *k = NULL;
+	int fd;
+
+	*out = NULL;
+	if (fs_path(path, sizeof(path), dir, ATTEST_KEY_FILE, st) != 0)
+		return -1;
+	if ((f = fopen(path, "r")) != NULL) {
+		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		if (k == NULL || EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
+			EVP_PKEY_free(k);
+			return hsm_fail(st, "io", "%s is not an Ed25519 key",
+			    path);
+		}
+		*out = k;
+		return 0;
+	}
+	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL)
+		return hsm_fail(st, "internal", "cannot make an attestation "
+		    "key");
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) < 0 || (f = fdopen(fd, "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		EVP_PKEY_free(k);
+		return hsm_fail(st, "io", "cannot create %s: %s", path,
+		    strerror(errno));
+	}
+	if (PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1 ||
+	    fflush(f) != 0 || fsync(fd) != 0) {
+		fclose(f);
+		unlink(path);
+		EVP_PKEY_free(k);
+		return hsm_fail(st, "io", "cannot write %s", path);
+	}
+	fclose(f);
+	*out = k;
+	return 0;
+}
+
 /* HOST:PORT as everywhere, plus port 0 for "any free port" (tests use it). */
 static int
 parse_listen(const char *s, char *host, size_t hostlen, int *port,
@@ -502,8 +582,19 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	snprintf(keypath, sizeof(keypath), "%s/%s", dir, HOSTKEY_FILE);
 	snprintf(addrpath, sizeof(addrpath), "%s/hsmd.addr", dir);
 	snprintf(pidpath, sizeof(pidpath), "%s/hsmd.pid", dir);
+	/* One server per node directory, before anything is touched. */
+	if ((lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		hsm_fail(st, "io", "%s is not a node directory: %s", dir,
+		    strerror(errno));
+		goto out;
+	}
+	if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+		hsm_fail(st, "conflict", "node %s is already being served "
+		    "(lock %s)", dir, lockpath);
+		goto out;
+	}
 	if (store_open(dir, false, &db, st) != 0)
-		return -1;
+		goto out;
 	if (store_migrate(db, st) != 0 || store_meta(db, &meta, st) != 0)
 		goto out;
 	snprintf(node.name, sizeof(node.name), "%s", meta.node);
@@ -511,14 +602,12 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	snprintf(node.cluster_id, sizeof(node.cluster_id), "%s",
 	    meta.cluster_id);
 	node.sandbox = meta.sandbox;
-	store_close(&db);
-	/* One server per node directory. */
-	if ((lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-	    flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
-		hsm_fail(st, "conflict", "node %s is already being served "
-		    "(lock %s)", dir, lockpath);
+	/* Session objects of a node that stopped abruptly are gone too. */
+	objects_session_end(db, NULL);
+	if (load_master_key(dir, node.master_key, st) != 0 ||
+	    load_attest_key(dir, &node.attest, st) != 0)
 		goto out;
-	}
+	store_close(&db);
 	if (ssh_pki_import_privkey_file(keypath, NULL, NULL, NULL,
 	    &hostkey) != SSH_OK) {
 		hsm_fail(st, "io", "cannot load host key %s", keypath);
@@ -622,6 +711,8 @@ out:
 		ssh_bind_free(bind);
 	ssh_key_free(hostkey);
 	store_close(&db);
+	OPENSSL_cleanse(node.master_key, sizeof(node.master_key));
+	EVP_PKEY_free(node.attest);
 	if (r == 0) {
 		unlink(addrpath);
 		if (!foreground)

@@ -46,17 +46,53 @@ static const char schema[] =
     "  prev BLOB NOT NULL, hash BLOB NOT NULL);"
     /* Partitions and their parameters (filled in by partition ops). */
     "CREATE TABLE IF NOT EXISTS partitions ("
-    "  name TEXT PRIMARY KEY, created INTEGER NOT NULL);"
+    "  name TEXT PRIMARY KEY, created INTEGER NOT NULL,"
+    "  profile TEXT NOT NULL DEFAULT 'eco',"
+    "  secret_salt BLOB, secret_hash BLOB, secret_rotated INTEGER);"
     "CREATE TABLE IF NOT EXISTS partition_params ("
     "  partition TEXT NOT NULL REFERENCES partitions (name)"
     "    ON DELETE CASCADE,"
     "  name TEXT NOT NULL, value TEXT NOT NULL,"
-    "  PRIMARY KEY (partition, name));";
+    "  PRIMARY KEY (partition, name));"
+    /* Key material is sealed (AES-256-GCM, master key); see objects.c. */
+    "CREATE TABLE IF NOT EXISTS objects ("
+    "  id TEXT PRIMARY KEY,"
+    "  partition TEXT NOT NULL REFERENCES partitions (name)"
+    "    ON DELETE CASCADE,"
+    "  type TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',"
+    "  extractable INTEGER NOT NULL, sensitive INTEGER NOT NULL,"
+    "  session TEXT, state TEXT NOT NULL, created INTEGER NOT NULL,"
+    "  pub BLOB, priv BLOB NOT NULL, size INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS objects_partition ON objects (partition);";
+
+/* Columns added after a table first shipped: added where missing. */
+static const char *const added_columns[] = {
+	"ALTER TABLE partitions ADD COLUMN profile TEXT NOT NULL DEFAULT 'eco'",
+	"ALTER TABLE partitions ADD COLUMN secret_salt BLOB",
+	"ALTER TABLE partitions ADD COLUMN secret_hash BLOB",
+	"ALTER TABLE partitions ADD COLUMN secret_rotated INTEGER",
+};
 
 int
 store_migrate(sqlite3 *db, hsm_status *st)
 {
-	return store_exec(db, schema, st);
+	if (store_exec(db, schema, st) != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(added_columns) /
+	    sizeof(added_columns[0]); i++) {
+		char *err = NULL;
+
+		if (sqlite3_exec(db, added_columns[i], NULL, NULL, &err) !=
+		    SQLITE_OK && (err == NULL ||
+		    strstr(err, "duplicate column") == NULL)) {
+			hsm_fail(st, "io", "store: %s", err ? err :
+			    sqlite3_errmsg(db));
+			sqlite3_free(err);
+			return -1;
+		}
+		sqlite3_free(err);
+	}
+	return 0;
 }
 
 int

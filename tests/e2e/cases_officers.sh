@@ -36,7 +36,7 @@ ofc_key() {
 	local -a alg=(-algorithm ED25519)
 	[ -s "$k" ] && [ -s "$k.pub" ] && return 0
 	mkdir -p "$OFC_DIR" && chmod 700 "$OFC_DIR"
-	rm -f "$k" "$k.pub"
+	rm -f "$k" "$k.pub" "$OFC_DIR/$name.fp"
 	printf 'pp-%s-%s\n' "$name" "$(ofc_rand)" >"$p"
 	if [ "$3" = hsmctl ]; then
 		hc --passphrase-fd 3 officer keygen "$k" --type "$type" 3<"$p"
@@ -82,12 +82,14 @@ ofc_pass() {
 # ofc_fp NAME: the SHA256 fingerprint of officer NAME's public key, as the
 # node shows it (of the DER SubjectPublicKeyInfo, base64 without padding).
 ofc_fp() {
-	python3 - "$OFC_DIR/$1.key.pub" <<'PYEOF'
+	[ -s "$OFC_DIR/$1.fp" ] || python3 - "$OFC_DIR/$1.key.pub" \
+	    >"$OFC_DIR/$1.fp" <<'PYEOF'
 import base64, hashlib, sys
 lines = open(sys.argv[1]).read().split("\n")
 der = base64.b64decode("".join(l for l in lines if l and not l.startswith("-----")))
 print("SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("="))
 PYEOF
+	cat "$OFC_DIR/$1.fp"
 }
 
 # ofc_sql DIR SQL [PARAM...]: run SQL on DIR/store.db (committed); the

@@ -819,20 +819,13 @@ case_usage() {
 case_later_features() {
 	local dead opt miss=$T/missing.batch
 	dead=127.0.0.1:$(free_port)
-	while read -r opt; do
-		# shellcheck disable=SC2086
-		hc -n "$dead" $opt node info
-		expect_rc 2 "$opt"
-		expect_has "$T/err" "not available" "$opt message"
-		expect_empty "$T/out" "stdout ($opt)"
-	done <<'EOF'
---secret-file f
-EOF
-	hc -n "$dead" -o json --secret-file f node info
-	expect_rc 2 "--secret-file, -o json"
-	json_check "$T/out" 'd["error"]["code"] == "not_implemented"' \
-	    '"not available" in d["error"]["message"]'
-	# The login options exist now; their bad values are usage errors.
+	# Every global option exists now; bad values are usage errors.
+	hc -n "$dead" --as user:p1 node info
+	expect_rc 2 "--as user:P without --secret-file"
+	hc -n "$dead" -o json --as user:p1 node info
+	expect_rc 2 "--as user:P without --secret-file, -o json"
+	json_check "$T/out" 'd["error"]["code"] in ("usage", "bad_value")'
+	# The login options' bad values are usage errors.
 	hc -n "$dead" --as bogus node info
 	expect_rc 2 "--as bogus"
 	hc -n "$dead" --passphrase-fd 77 node info
@@ -2034,7 +2027,7 @@ run_case "--accept-new-host-key records the key once" case_hostkey_accept
 run_case "changed host key: exit 7 with both fingerprints" case_hostkey_changed
 run_case "no node: exit 6 within 5 s, text and JSON" case_no_node
 run_case "usage errors: exit 2, nothing sent" case_usage
-run_case "later-feature options, -f/-k accepted, no command: exit 2" case_later_features
+run_case "global options: bad values, -f/-k, no command: exit 2" case_later_features
 run_case "configuration: failover, -n, -C, syntax errors, HSMCTL_CONFIG" case_config
 run_case "terminal keys: authorize, revoke, init refuses" case_terminal_keys
 run_case "raw client: garbage, oversized, truncated, unknown op" case_raw_frames
@@ -2052,6 +2045,12 @@ run_case "output that cannot be written (/dev/full): non-zero exit" case_output_
 run_case "hsmctl __complete candidates" case_complete
 run_case "bash completion in a real bash" case_complete_bash
 run_case "zsh completion in a real zsh" case_complete_zsh
+# Cases of later features live in files of their own.
+for f in "$SRCDIR"/tests/e2e/cases_*.sh; do
+	# shellcheck disable=SC1090
+	[ -f "$f" ] && source "$f"
+done
+
 echo "# $PASSED passed, $FAILED failed in $(( ($(now_ms) - START) / 1000 )) s"
 if [ "$FAILED" != 0 ]; then
 	echo "# failed:$FAILED_LIST"

@@ -1,0 +1,35 @@
+/* Key objects of partitions and the technical user (DESIGN §4, §6). */
+#ifndef HSMD_OBJECTS_H
+#define HSMD_OBJECTS_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "ops.h"
+
+int op_auth_user(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_generate(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_list(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_show(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_sign(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_attest(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_delete(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_restore(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+int op_key_purge(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
+    hsm_status *);
+/* Objects, invalidated objects and bytes a partition uses. */
+void objects_usage(sqlite3 *db, const char *partition, int64_t *objects,
+    int64_t *invalidated, int64_t *bytes);
+/* Drop a session's session objects (NULL: every session's, at start). */
+void objects_session_end(sqlite3 *db, const char *session);
+
+#endif
