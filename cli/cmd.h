@@ -23,6 +23,8 @@ enum arg_kind {
 	K_CLUSTER,
 	K_OUTPUT,	/* text|json */
 	K_ROLE,		/* genesis|so|pso */
+	K_OFFICER,	/* a registered officer's name (from the node) */
+	K_SIGALG,	/* key sign --alg */
 	K_LOGINROLE,	/* genesis|so|pso|user */
 	K_KEYTYPE,	/* officer keys: ed25519|p384 */
 	K_PARAM,	/* a partition parameter, or PARAM=VALUE */
@@ -115,7 +117,7 @@ struct ctx {
 	char captured_op[HSM_OP_MAX + 1];
 	cbor_item_t *captured_args;
 	cbor_item_t *op_approval;	/* --approval files for one op */
-	cbor_item_t *live_partitions;	/* shell completion cache */
+	cbor_item_t *live[2];	/* shell completion cache: partitions, officers */
 	const char *source;	/* batch file name, for "FILE:LINE:" */
 	size_t lineno;		/* batch line, 0 outside a batch */
 };
@@ -225,6 +227,11 @@ int ctx_connect(struct ctx *ctx, hsm_status *st);
  */
 int ctx_call(struct ctx *ctx, const char *op, const cbor_item_t *args,
     cbor_item_t **result, hsm_status *st);
+/* Signature algorithms of key sign --alg, NULL-terminated. */
+extern const char *const sign_algs[];
+
+/* Forget the names cached for completion (after a change). */
+void ctx_forget_live(struct ctx *ctx);
 /* Drop the connection (it is reopened on the next command). */
 void ctx_close(struct ctx *ctx);
 /* Drop everything: connection, configuration, SSH library state. */

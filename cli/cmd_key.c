@@ -405,22 +405,6 @@ toobig:
 	    max);
 }
 
-static int
-write_all(int fd, const unsigned char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Make the rename of a file in path's directory durable (best effort). */
 static void
 sync_dir(const char *path)
@@ -445,6 +429,7 @@ int
 cmd_key_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 {
 	const char *in = inv_opt(inv, "in"), *out = inv_opt(inv, "out");
+	const char *want = inv_opt(inv, "alg");
 	static const struct kv_label labels[] = {
 		{ "id", "id", KV_PLAIN },
 		{ "alg", "algorithm", KV_PLAIN },
@@ -463,6 +448,16 @@ cmd_key_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 	if (*in == '\0' || *out == '\0')
 		return hsm_fail(st, "bad_value", "--in and --out need a file "
 		    "name");
+	if (want != NULL) {
+		size_t i;
+
+		for (i = 0; sign_algs[i] != NULL; i++)
+			if (strcmp(sign_algs[i], want) == 0)
+				break;
+		if (sign_algs[i] == NULL)
+			return hsm_fail(st, "bad_value", "unknown --alg '%.32s' "
+			    "(see hsmctl help key sign)", want);
+	}
 	if ((a = key_args(inv, true, st)) == NULL)
 		return -1;
 	if (read_bounded(in, SIGN_IN_MAX, &buf, &len, st) != 0)
@@ -480,6 +475,10 @@ cmd_key_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		goto out;
 	}
 	data = NULL;
+	if (want != NULL && hsm_map_put_str(a, "alg", want) != 0) {
+		oom(st);
+		goto out;
+	}
 	/*
 	 * The output's temporary file first, next to it: a directory that
 	 * cannot take it fails before anything is sent.  Renamed over --out
@@ -511,7 +510,7 @@ cmd_key_sign(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		goto out;
 	}
 	id = hsm_map_get(res, "id");
-	if (write_all(fd, cbor_bytestring_handle(sig),
+	if (hsm_write_all(fd, cbor_bytestring_handle(sig),
 	    cbor_bytestring_length(sig)) != 0 || fsync(fd) != 0) {
 		hsm_fail(st, "io", "%s: %s", tmp, strerror(errno));
 		goto out;
@@ -676,3 +675,8 @@ done:
 	cbor_decref(&a);
 	return r;
 }
+
+const char *const sign_algs[] = {
+	"rsa-pkcs1-sha256", "rsa-pkcs1-sha384", "rsa-pss-sha256",
+	"ecdsa-sha256", "ecdsa-sha384", "ed25519", NULL,
+};

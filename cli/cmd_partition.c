@@ -723,23 +723,6 @@ out:
 	return r;
 }
 
-/* All of buf to fd. */
-static int
-write_all(int fd, const unsigned char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * The secret as the node sent it: printable ASCII without spaces, so it
  * can go into a file, a terminal or JSON as is.
@@ -808,9 +791,9 @@ cmd_partition_secret(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		goto done;
 	name = get_text(res, "name");
 	if (fd >= 0) {
-		if (write_all(fd, cbor_string_handle(sec),
+		if (hsm_write_all(fd, cbor_string_handle(sec),
 		    cbor_string_length(sec)) != 0 ||
-		    write_all(fd, (const unsigned char *)"\n", 1) != 0 ||
+		    hsm_write_all(fd, (const unsigned char *)"\n", 1) != 0 ||
 		    fsync(fd) != 0 || close(fd) != 0) {
 			hsm_fail(st, "io", "%s: %s; the secret was rotated "
 			    "but not kept: rotate it again", out,

@@ -31,7 +31,7 @@ static const struct cmd_arg officer_add_args[] = {
 };
 static const struct cmd_arg role_name_args[] = {
 	{ "ROLE", K_ROLE, 0 },
-	{ "NAME", K_WORD, 0 },
+	{ "NAME", K_OFFICER, 0 },
 	{ NULL, 0, 0 },
 };
 static const struct cmd_arg quorum_args[] = {
@@ -146,6 +146,9 @@ static const struct cmd_opt key_sign_opts[] = {
 	{ "in", "FILE", K_FILE, OPT_REQUIRED, "the data, up to 8 MiB" },
 	{ "out", "FILE", K_FILE, OPT_REQUIRED,
 	    "file to write the raw signature to (replaced)" },
+	{ "alg", "ALG", K_SIGALG, 0, "rsa-pkcs1-sha256 (RSA default), "
+	    "rsa-pkcs1-sha384, rsa-pss-sha256, ecdsa-sha256 (P-256 default), "
+	    "ecdsa-sha384 (P-384 default), ed25519" },
 	{ NULL, NULL, 0, 0, NULL },
 };
 static const struct cmd_opt part_secret_opts[] = {
@@ -681,8 +684,8 @@ cmd_run(struct ctx *ctx, const struct inv *inv)
 	} else
 		r = inv->cmd->fn(ctx, inv, &st);
 	/* What the shell completes from the node may have changed. */
-	if (inv->cmd->writes && ctx->live_partitions != NULL)
-		cbor_decref(&ctx->live_partitions);
+	if (inv->cmd->writes)
+		ctx_forget_live(ctx);
 	if (r != 0)
 		return out_error(ctx, &st);
 	fflush(stdout);

@@ -85,7 +85,7 @@ offer_param(const struct out *o)
  * (no login yet) just means no candidates; it is asked again later.
  */
 static void
-offer_live(struct ctx *ctx, const char *op, const char *listkey,
+offer_live(struct ctx *ctx, size_t slot, const char *op, const char *listkey,
     const char *field, const struct out *o)
 {
 	cbor_item_t *res = NULL;
@@ -94,12 +94,12 @@ offer_live(struct ctx *ctx, const char *op, const char *listkey,
 
 	if (!ctx->interactive || ctx->conn == NULL)
 		return;
-	if (ctx->live_partitions == NULL) {
+	if (ctx->live[slot] == NULL) {
 		if (hsm_call(ctx->conn, op, NULL, &res, &st) != 0)
 			return;
-		ctx->live_partitions = res;
+		ctx->live[slot] = res;
 	}
-	list = hsm_map_get(ctx->live_partitions, listkey);
+	list = hsm_map_get(ctx->live[slot], listkey);
 	for (size_t i = 0; list != NULL && cbor_isa_array(list) &&
 	    i < cbor_array_size(list); i++) {
 		const cbor_item_t *v = hsm_map_get(cbor_array_handle(list)[i],
@@ -173,7 +173,14 @@ offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 			offer(o, cl->nodes[i].name);
 		break;
 	case K_PARTITION:
-		offer_live(ctx, "partition.list", "partitions", "name", o);
+		offer_live(ctx, 0, "partition.list", "partitions", "name", o);
+		break;
+	case K_SIGALG:
+		for (size_t i = 0; sign_algs[i] != NULL; i++)
+			offer(o, sign_algs[i]);
+		break;
+	case K_OFFICER:
+		offer_live(ctx, 1, "officer.list", "officers", "name", o);
 		break;
 	default:
 		break;	/* files and free text: the shell's own completion */

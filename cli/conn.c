@@ -89,12 +89,19 @@ ctx_connect(struct ctx *ctx, hsm_status *st)
 }
 
 void
+ctx_forget_live(struct ctx *ctx)
+{
+	for (size_t i = 0; i < sizeof(ctx->live) / sizeof(ctx->live[0]); i++)
+		if (ctx->live[i] != NULL)
+			cbor_decref(&ctx->live[i]);
+}
+
+void
 ctx_close(struct ctx *ctx)
 {
 	hsm_conn_close(&ctx->conn);
 	ctx->role[0] = '\0';	/* a login lives in the node's session */
-	if (ctx->live_partitions != NULL)
-		cbor_decref(&ctx->live_partitions);
+	ctx_forget_live(ctx);
 }
 
 /* The --approval files as the node wants them: {token, approvals}. */

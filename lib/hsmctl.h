@@ -324,6 +324,9 @@ bool hsm_partition_name_ok(const char *name);
 /* Strict UTF-8: no overlong forms, surrogates or values past U+10FFFF. */
 bool hsm_utf8_valid(const unsigned char *p, size_t n);
 
+/* All of buf to fd, across short writes and EINTR; -1 with errno set. */
+int hsm_write_all(int fd, const void *buf, size_t len);
+
 /* "SHA256:<base64 without padding>" of a public key blob. */
 int hsm_fingerprint(const unsigned char *blob, size_t len, char *out,
     size_t outlen, hsm_status *st);

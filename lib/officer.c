@@ -57,23 +57,6 @@ struct hsm_officer_key {
 
 /* ---- files ---- */
 
-static int
-write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /*
  * Make a new file durable: the data is synced by the caller, the
  * directory entry here.  Best effort: some file systems cannot sync a
@@ -183,7 +166,7 @@ finish_file(const char *path, int *fdp, const unsigned char *buf, size_t len,
 	int fd = *fdp;
 
 	*fdp = -1;
-	if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+	if (hsm_write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
 		int e = errno;
 
 		(void)close(fd);

@@ -179,7 +179,6 @@ known_hosts_append(const char *path, const char *line, size_t len,
 	char dir[4096];
 	char *slash;
 	int fd, r = -1;
-	size_t off = 0;
 
 	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
 		return hsm_fail(st, "bad_value", "known-hosts path too long");
@@ -193,17 +192,10 @@ known_hosts_append(const char *path, const char *line, size_t len,
 	if (fd < 0)
 		return hsm_fail(st, "io", "cannot open %s: %s", path,
 		    strerror(errno));
-	while (off < len) {
-		ssize_t n = write(fd, line + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			hsm_fail(st, "io", "cannot write %s: %s", path,
-			    strerror(errno));
-			goto out;
-		}
-		off += (size_t)n;
+	if (hsm_write_all(fd, line, len) != 0) {
+		hsm_fail(st, "io", "cannot write %s: %s", path,
+		    strerror(errno));
+		goto out;
 	}
 	if (fsync(fd) != 0) {
 		hsm_fail(st, "io", "cannot sync %s: %s", path, strerror(errno));

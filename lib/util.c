@@ -1,5 +1,7 @@
 /* Small helpers shared by the client and the node. */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -24,5 +26,23 @@ hsm_fingerprint(const unsigned char *blob, size_t len, char *out,
 		return hsm_fail(st, "internal", "fingerprint buffer too small");
 	memcpy(out, "SHA256:", 7);
 	memcpy(out + 7, b64, (size_t)n + 1);
+	return 0;
+}
+
+int
+hsm_write_all(int fd, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;		/* a short write continues, never repeats */
+		len -= (size_t)n;
+	}
 	return 0;
 }

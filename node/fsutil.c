@@ -53,24 +53,6 @@ fs_read(const char *path, size_t max, char **out, size_t *len, hsm_status *st)
 	return 0;
 }
 
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int
 fs_sync_dir(const char *dir, hsm_status *st)
 {
@@ -97,7 +79,7 @@ fs_write_new(const char *path, const void *buf, size_t len, mode_t mode,
 	if (fd < 0)
 		return hsm_fail(st, "io", "cannot create %s: %s", path,
 		    strerror(errno));
-	if (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != 0 ||
+	if (fchmod(fd, mode) != 0 || hsm_write_all(fd, buf, len) != 0 ||
 	    fsync(fd) != 0) {
 		hsm_fail(st, "io", "cannot write %s: %s", path,
 		    strerror(errno));

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "audit.h"
@@ -687,9 +688,9 @@ int
 op_key_sign(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
     hsm_status *st)
 {
-	static const char *const names[] = { "partition", "id", "data",
+	static const char *const names[] = { "partition", "id", "data", "alg",
 	    NULL };
-	char part[HSM_NAME_MAX + 1], id[33];
+	char part[HSM_NAME_MAX + 1], id[33], alg[32] = "";
 	const unsigned char *data;
 	size_t len, privlen = 0, siglen = 0;
 	unsigned char *priv = NULL, *sig = NULL;
@@ -697,6 +698,7 @@ op_key_sign(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	struct object o;
 	EVP_PKEY *k = NULL;
 	EVP_MD_CTX *md = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
 	const EVP_MD *h = NULL;
 	int r = -1;
 
@@ -704,7 +706,8 @@ op_key_sign(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	if (args_allowed(args, names, st) != 0 ||
 	    key_partition(s, args, part, true, st) != 0 ||
 	    id_arg(args, id, st) != 0 ||
-	    arg_bytes(args, "data", &data, &len, true, st) != 0)
+	    arg_bytes(args, "data", &data, &len, true, st) != 0 ||
+	    arg_text(args, "alg", alg, sizeof(alg), false, st) < 0)
 		return -1;
 	if (len > SIGN_IN_MAX)
 		return hsm_fail(st, "bad_value", "data to sign over %u bytes",
@@ -731,12 +734,37 @@ op_key_sign(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		hsm_fail(st, "integrity", "stored key %s is damaged", id);
 		goto out;
 	}
-	/* SHA-256 (SHA-384 for P-384); Ed25519 signs the message itself. */
-	if (strcmp(o.type, "ed25519") != 0)
-		h = strcmp(o.type, "ec-p384") == 0 ? EVP_sha384() :
-		    EVP_sha256();
+	/* The key type's default, or one --alg that fits the key. */
+	if (alg[0] == '\0')
+		snprintf(alg, sizeof(alg), "%s", strcmp(o.type, "ed25519") == 0 ?
+		    "ed25519" : strcmp(o.type, "ec-p384") == 0 ? "ecdsa-sha384" :
+		    strncmp(o.type, "ec-", 3) == 0 ? "ecdsa-sha256" :
+		    "rsa-pkcs1-sha256");
+	if (!((strncmp(o.type, "rsa-", 4) == 0 && strncmp(alg, "rsa-", 4) == 0) ||
+	    (strncmp(o.type, "ec-", 3) == 0 && strncmp(alg, "ecdsa-", 6) == 0) ||
+	    (strcmp(o.type, "ed25519") == 0 && strcmp(alg, "ed25519") == 0))) {
+		hsm_fail(st, "conflict", "a %s key does not sign with %s",
+		    o.type, alg);
+		goto out;
+	}
+	if (strcmp(alg, "ed25519") != 0) {
+		if (strstr(alg, "sha384") != NULL)
+			h = EVP_sha384();
+		else if (strstr(alg, "sha256") != NULL)
+			h = EVP_sha256();
+		else {
+			hsm_fail(st, "bad_value", "unknown alg '%s'", alg);
+			goto out;
+		}
+	}
 	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(md, NULL, h, NULL, k) != 1 ||
+	    EVP_DigestSignInit(md, &pctx, h, NULL, k) != 1 ||
+	    (strcmp(alg, "rsa-pss-sha256") == 0 &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) !=
+	    1)) ||
+	    (strncmp(alg, "rsa-", 4) == 0 && strcmp(alg, "rsa-pss-sha256") != 0 &&
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) ||
 	    EVP_DigestSign(md, NULL, &siglen, data, len) != 1 ||
 	    (sig = malloc(siglen)) == NULL ||
 	    EVP_DigestSign(md, sig, &siglen, data, len) != 1) {
@@ -745,10 +773,7 @@ op_key_sign(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	}
 	if ((*res = cbor_new_indefinite_map()) == NULL ||
 	    hsm_map_put_str(*res, "id", id) != 0 ||
-	    hsm_map_put_str(*res, "alg", h == NULL ? "ed25519" :
-	    strcmp(o.type, "ec-p384") == 0 ? "ecdsa-sha384" :
-	    strncmp(o.type, "ec-", 3) == 0 ? "ecdsa-sha256" :
-	    "rsa-pkcs1-sha256") != 0 ||
+	    hsm_map_put_str(*res, "alg", alg) != 0 ||
 	    hsm_map_put(*res, "signature", cbor_build_bytestring(sig,
 	    siglen)) != 0) {
 		hsm_fail(st, "no_memory", "out of memory");
