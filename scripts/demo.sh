@@ -98,12 +98,42 @@ echo "   hsmctl --as so --officer so-alice.key --officer so-bob.key whoami"
 { pass so-alice; pass so-bob; } | "$HSMCTL" -F "$D/hsmctl.conf" \
 	--passphrase-fd 0 --as so --officer "$D/keys/so-alice.key" \
 	--officer "$D/keys/so-bob.key" whoami
+if [ "${fresh:-no}" = yes ]; then
+	echo
+	echo "== the SO (four-eyes) sets up a tenant partition and its API secret"
+	{ pass so-alice; pass so-bob; } > "$D/keys/.batch.pass"
+	"$HSMCTL" -F "$D/hsmctl.conf" --passphrase-fd 3 \
+		--as so --officer "$D/keys/so-alice.key" \
+		--officer "$D/keys/so-bob.key" -f - 3<"$D/keys/.batch.pass" <<BATCH
+partition create acme --profile eco partition-admin=on
+partition secret acme --rotate --out $D/acme.secret
+BATCH
+	rm -f "$D/keys/.batch.pass"
+fi
+echo
+echo "== the tenant's application (technical user) makes a key and signs with it"
+echo "hello from the demo" > "$D/hello.txt"
+"$HSMCTL" -F "$D/hsmctl.conf" -o json --secret-file "$D/acme.secret" \
+	--as user:acme key generate acme --type ec-p256 --label demo-signer \
+	> "$D/key.json"
+KEYID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$D/key.json")
+"$HSMCTL" -F "$D/hsmctl.conf" --secret-file "$D/acme.secret" \
+	--as user:acme -f - <<BATCH
+key sign acme $KEYID --in $D/hello.txt --out $D/hello.sig
+BATCH
+"$HSMCTL" -F "$D/hsmctl.conf" -o json --secret-file "$D/acme.secret" \
+	--as user:acme key show acme "$KEYID" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["public_key"], end="")' \
+	> "$D/demo-signer.pub.pem"
+echo "   openssl dgst -sha256 -verify demo-signer.pub.pem -signature hello.sig hello.txt:"
+openssl dgst -sha256 -verify "$D/demo-signer.pub.pem" -signature "$D/hello.sig" \
+	"$D/hello.txt" | sed 's/^/   /'
 echo
 echo "== the audit log (as SO), and its hash chain"
 { pass so-alice; pass so-bob; } | "$HSMCTL" -F "$D/hsmctl.conf" \
 	--passphrase-fd 0 --as so --officer "$D/keys/so-alice.key" \
 	--officer "$D/keys/so-bob.key" -f /dev/fd/3 3<<BATCH
-audit log --limit 6
+audit log --limit 8
 audit verify
 BATCH
 cat <<TXT
