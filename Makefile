@@ -55,6 +55,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(O)/%.o)
 NODE_OBJ := $(NODE_SRC:%.c=$(O)/%.o)
 UNIT_BIN := $(UNIT_SRC:%.c=$(O)/%)
 CLI_LIB_OBJ := $(filter-out $(O)/cli/main.o,$(CLI_OBJ))
+NODE_LIB_OBJ := $(filter-out $(O)/node/hsmd.o,$(NODE_OBJ))
 
 SOLIB   := $(O)/lib/libhsmctl.so.$(SOMAJOR)
 ALIB    := $(O)/lib/libhsmctl.a
@@ -105,6 +106,13 @@ $(HSMCTL): $(CLI_OBJ) $(ALIB)
 $(HSMD): $(NODE_OBJ) $(ALIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_SAN) $(LDFLAGS) -o $@ $(NODE_OBJ) $(ALIB) $(NODE_LIBS) $(LIB_LIBS)
+
+# Unit tests of node modules (test_node_*): everything in node/ but hsmd.o.
+$(O)/tests/unit/test_node_%: tests/unit/test_node_%.c $(ALIB) $(NODE_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Inode $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS_SAN) $(LDFLAGS) -o $@ $< \
+		$(NODE_LIB_OBJ) $(ALIB) $(TEST_LIBS) $(NODE_LIBS) $(LIB_LIBS)
 
 # Unit tests may test CLI modules (everything in cli/ but main.o).
 $(O)/tests/unit/%: tests/unit/%.c $(ALIB) $(CLI_LIB_OBJ)

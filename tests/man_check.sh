@@ -122,9 +122,42 @@ while IFS= read -r words; do
 	fi
 done <"$tmp/table"
 
+# The parameter rows of PARTITION PARAMETERS against the one table in the
+# code (partition params): name, type, default and who, row for row.
+"$HSMCTL" -o json partition params >"$tmp/params.json" 2>/dev/null || {
+	echo "man_check: cannot run $HSMCTL -o json partition params"
+	exit 2
+}
+python3 - "$tmp/params.json" "$MAN" <<'PYEOF2' || fail=1
+import json, re, sys
+table = json.load(open(sys.argv[1]))["parameters"]
+rows = {}
+for line in open(sys.argv[2]):
+    m = re.match(r"\.It Ic (\S+) Ta (\S+) Ta (.*?) Ta (.*)$", line.rstrip("\n"))
+    if m:
+        rows[m.group(1)] = (m.group(2), m.group(3), m.group(4))
+bad = 0
+for p in table:
+    want = (p["type"], p["default"] if p["default"] != "" else "(empty)", p["who"])
+    got = rows.get(p["name"])
+    if got is None:
+        print("%s: PARTITION PARAMETERS lacks a row for %s" % (sys.argv[2], p["name"]))
+        bad = 1
+    elif got[0] != want[0] or got[2] != want[2] or \
+            (got[1] != want[1] and not (want[1] == "(empty)" and got[1] in ("", "empty", "(empty)", "none"))):
+        print("%s: %s is %s / %s / %s in the code, %s / %s / %s in the page"
+              % (sys.argv[2], p["name"], *want, *got))
+        bad = 1
+extra = set(rows) - {p["name"] for p in table}
+for name in sorted(extra):
+    print("%s: PARTITION PARAMETERS has %s, which the code does not" % (sys.argv[2], name))
+    bad = 1
+sys.exit(bad)
+PYEOF2
+
 if [ $fail -ne 0 ]; then
 	echo "man_check: the man page or README.md drifted from the command table" \
-	    "($HSMCTL __commands)"
+	    "($HSMCTL __commands) or the parameter table (partition params)"
 	exit 1
 fi
 exit 0
