@@ -324,6 +324,9 @@ bool hsm_partition_name_ok(const char *name);
 /* Strict UTF-8: no overlong forms, surrogates or values past U+10FFFF. */
 bool hsm_utf8_valid(const unsigned char *p, size_t n);
 
+/* n bytes as 2n lower-case hex digits and a NUL into out. */
+void hsm_hex(const unsigned char *p, size_t n, char *out);
+
 /* All of buf to fd, across short writes and EINTR; -1 with errno set. */
 int hsm_write_all(int fd, const void *buf, size_t len);
 

@@ -64,13 +64,6 @@ out:
 	return r;
 }
 
-static void
-hex(const unsigned char *p, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
 /* The newest entry's seq and hash (zeros for an empty log). */
 static int
 head(sqlite3 *db, int64_t *seq, unsigned char hash[HASH_LEN], hsm_status *st)
@@ -128,7 +121,7 @@ audit_head_hex(sqlite3 *db, char *out, size_t len)
 
 	if (head(db, &seq, h, NULL) != 0)
 		memset(h, 0, sizeof(h));
-	hex(h, HASH_LEN, buf);
+	hsm_hex(h, HASH_LEN, buf);
 	snprintf(out, len, "%s", buf);
 }
 
@@ -175,7 +168,7 @@ audit_append(struct sess_ctx *s, const char *partition, const char *op,
 	sqlite3_bind_blob(q, 12, h, HASH_LEN, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		goto fail;
-	hex(h, HASH_LEN, headhex);
+	hsm_hex(h, HASH_LEN, headhex);
 	snprintf(num, sizeof(num), "%" PRId64, e.seq);
 	if (store_meta_set(s->db, "audit_head", headhex, st) != 0 ||
 	    store_meta_set(s->db, "audit_count", num, st) != 0)
@@ -207,14 +200,6 @@ audit_record(struct sess_ctx *s, const char *op, const char *args,
 	return 0;
 }
 
-static const char *
-col(sqlite3_stmt *q, int i)
-{
-	const char *t = (const char *)sqlite3_column_text(q, i);
-
-	return t != NULL ? t : "";
-}
-
 int
 op_audit_verify(struct sess_ctx *s, const cbor_item_t *args,
     cbor_item_t **res, hsm_status *st)
@@ -243,14 +228,14 @@ op_audit_verify(struct sess_ctx *s, const cbor_item_t *args,
 
 		e.seq = sqlite3_column_int64(q, 0);
 		e.time = sqlite3_column_int64(q, 1);
-		e.node = col(q, 2);
-		e.session = col(q, 3);
-		e.role = col(q, 4);
-		e.partition = col(q, 5);
-		e.officers = col(q, 6);
-		e.op = col(q, 7);
-		e.args = col(q, 8);
-		e.result = col(q, 9);
+		e.node = sql_text(q, 2);
+		e.session = sql_text(q, 3);
+		e.role = sql_text(q, 4);
+		e.partition = sql_text(q, 5);
+		e.officers = sql_text(q, 6);
+		e.op = sql_text(q, 7);
+		e.args = sql_text(q, 8);
+		e.result = sql_text(q, 9);
 		if (e.seq != expect) {
 			hsm_fail(st, "integrity", "audit log broken at entry "
 			    "%" PRId64 ": entry %" PRId64 " is missing or out "
@@ -281,7 +266,7 @@ op_audit_verify(struct sess_ctx *s, const cbor_item_t *args,
 	}
 	/* The head in meta catches entries removed from the end. */
 	count = store_meta_int(s->db, "audit_count", 0);
-	hex(prev, HASH_LEN, headhex);
+	hsm_hex(prev, HASH_LEN, headhex);
 	{
 		sqlite3_stmt *m = NULL;
 
@@ -289,7 +274,7 @@ op_audit_verify(struct sess_ctx *s, const cbor_item_t *args,
 		if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE "
 		    "key = 'audit_head'", -1, &m, NULL) == SQLITE_OK &&
 		    sqlite3_step(m) == SQLITE_ROW)
-			snprintf(want, sizeof(want), "%s", col(m, 0));
+			snprintf(want, sizeof(want), "%s", sql_text(m, 0));
 		sqlite3_finalize(m);
 	}
 	if (count != expect - 1 || (count > 0 && strcmp(want, headhex) != 0)) {
@@ -362,14 +347,14 @@ op_audit_log(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		    (uint64_t)sqlite3_column_int64(q, 0)) == 0 &&
 		    hsm_map_put_uint(e, "time",
 		    (uint64_t)sqlite3_column_int64(q, 1)) == 0 &&
-		    hsm_map_put_str(e, "node", col(q, 2)) == 0 &&
-		    hsm_map_put_str(e, "session", col(q, 3)) == 0 &&
-		    hsm_map_put_str(e, "role", col(q, 4)) == 0 &&
-		    hsm_map_put_str(e, "partition", col(q, 5)) == 0 &&
-		    hsm_map_put_str(e, "officers", col(q, 6)) == 0 &&
-		    hsm_map_put_str(e, "op", col(q, 7)) == 0 &&
-		    hsm_map_put_str(e, "args", col(q, 8)) == 0 &&
-		    hsm_map_put_str(e, "result", col(q, 9)) == 0;
+		    hsm_map_put_str(e, "node", sql_text(q, 2)) == 0 &&
+		    hsm_map_put_str(e, "session", sql_text(q, 3)) == 0 &&
+		    hsm_map_put_str(e, "role", sql_text(q, 4)) == 0 &&
+		    hsm_map_put_str(e, "partition", sql_text(q, 5)) == 0 &&
+		    hsm_map_put_str(e, "officers", sql_text(q, 6)) == 0 &&
+		    hsm_map_put_str(e, "op", sql_text(q, 7)) == 0 &&
+		    hsm_map_put_str(e, "args", sql_text(q, 8)) == 0 &&
+		    hsm_map_put_str(e, "result", sql_text(q, 9)) == 0;
 
 		if (!ok || !cbor_array_push(list, e)) {
 			if (e != NULL)

@@ -155,8 +155,7 @@ make_store(const char *tmp, const struct init_opts *o, hsm_status *st)
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return hsm_fail(st, "internal", "no randomness for the "
 		    "cluster id");
-	for (size_t i = 0; i < sizeof(id); i++)
-		snprintf(m.cluster_id + 2 * i, 3, "%02x", id[i]);
+	hsm_hex(id, sizeof(id), m.cluster_id);
 	m.epoch = 1;
 	m.last_seq = 0;
 	m.sandbox = o->sandbox;

@@ -425,8 +425,7 @@ op_key_generate(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		hsm_fail(st, "internal", "no randomness");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	hsm_hex(rnd, sizeof(rnd), id);
 	if (seal(s->node, part, id, priv, privlen, &sealed, &sealedlen,
 	    st) != 0 || tx_begin(s, st) != 0)
 		goto out;

@@ -8,14 +8,6 @@
 #include "officers.h"
 #include "store.h"
 
-static const char *
-col(sqlite3_stmt *q, int i)
-{
-	const char *t = (const char *)sqlite3_column_text(q, i);
-
-	return t != NULL ? t : "";
-}
-
 static void
 describe(char *buf, size_t len, const char *role, const char *part)
 {
@@ -52,8 +44,8 @@ officer_by_key(sqlite3 *db, const unsigned char *der, size_t len,
 		return hsm_fail(st, "login_refused", "unknown officer key %s",
 		    fp);
 	}
-	snprintf(o->name, sizeof(o->name), "%s", col(q, 1));
-	describe(have, sizeof(have), col(q, 2), col(q, 3));
+	snprintf(o->name, sizeof(o->name), "%s", sql_text(q, 1));
+	describe(have, sizeof(have), sql_text(q, 2), sql_text(q, 3));
 	if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
 		sqlite3_finalize(q);
 		return hsm_fail(st, "login_refused", "officer %s (%s) was "
@@ -122,7 +114,7 @@ partition_param(sqlite3 *db, const char *partition, const char *name,
 	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW)
-		snprintf(val, len, "%s", col(q, 1));
+		snprintf(val, len, "%s", sql_text(q, 1));
 	sqlite3_finalize(q);
 	if (rc != SQLITE_ROW)
 		return hsm_fail(st, "not_found", "no partition '%s'",
@@ -426,13 +418,13 @@ op_officer_list(struct sess_ctx *s, const cbor_item_t *args,
 		cbor_item_t *e;
 		bool ok;
 
-		if (!visible(s, col(q, 0), col(q, 1)))
+		if (!visible(s, sql_text(q, 0), sql_text(q, 1)))
 			continue;
 		e = cbor_new_indefinite_map();
-		ok = e != NULL && hsm_map_put_str(e, "role", col(q, 0)) == 0 &&
-		    hsm_map_put_str(e, "partition", col(q, 1)) == 0 &&
-		    hsm_map_put_str(e, "name", col(q, 2)) == 0 &&
-		    hsm_map_put_str(e, "fingerprint", col(q, 3)) == 0 &&
+		ok = e != NULL && hsm_map_put_str(e, "role", sql_text(q, 0)) == 0 &&
+		    hsm_map_put_str(e, "partition", sql_text(q, 1)) == 0 &&
+		    hsm_map_put_str(e, "name", sql_text(q, 2)) == 0 &&
+		    hsm_map_put_str(e, "fingerprint", sql_text(q, 3)) == 0 &&
 		    hsm_map_put_uint(e, "created",
 		    (uint64_t)sqlite3_column_int64(q, 4)) == 0;
 		if (!list_push(list, &e, ok)) {
@@ -470,8 +462,8 @@ op_quorum_show(struct sess_ctx *s, const cbor_item_t *args,
 		cbor_item_t *e;
 		bool ok;
 
-		snprintf(role, sizeof(role), "%s", col(q, 0));
-		snprintf(part, sizeof(part), "%s", col(q, 1));
+		snprintf(role, sizeof(role), "%s", sql_text(q, 0));
+		snprintf(part, sizeof(part), "%s", sql_text(q, 1));
 		if (!visible(s, role, part))
 			continue;
 		e = cbor_new_indefinite_map();

@@ -138,6 +138,14 @@ name_ok(const char *s)
 	return true;
 }
 
+const char *
+sql_text(sqlite3_stmt *q, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(q, i);
+
+	return t != NULL ? t : "";
+}
+
 bool
 list_push(cbor_item_t *list, cbor_item_t **e, bool ok)
 {

@@ -64,6 +64,9 @@ bool name_ok(const char *s);
 /* May role approve op (a state-changing op that role may run)? */
 int op_approvable(const char *op, const char *role, hsm_status *st);
 
+/* A text column of the current row, "" for NULL. */
+const char *sql_text(sqlite3_stmt *q, int i);
+
 /*
  * Listing ops: push one row map (consumed, pushed only if ok); then the
  * result {key: list} (list consumed) when the query ran to its end.

@@ -720,8 +720,7 @@ op_partition_secret(struct sess_ctx *s, const cbor_item_t *args,
 		goto out;
 	}
 	memcpy(secret, "hsm1-", 5);
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(secret + 5 + 2 * i, 3, "%02x", raw[i]);
+	hsm_hex(raw, sizeof(raw), secret + 5);
 	if (secret_hash(salt, secret, h, st) != 0 || tx_begin(s, st) != 0)
 		goto out;
 	if (load(s->db, name, p, st) != 0 || access_check(s, p, st) != 0)

@@ -319,8 +319,7 @@ session_main(void *arg)
 
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 			goto out;
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			snprintf(c.ctx.id + 2 * i, 3, "%02x", rnd[i]);
+		hsm_hex(rnd, sizeof(rnd), c.ctx.id);
 	}
 	peer_name(ssh_get_fd(c.session), c.ctx.peer, sizeof(c.ctx.peer));
 	log_debug("%s: connected", c.ctx.peer);

@@ -2,6 +2,8 @@
 # make demo: one local node in ./demo, started in the background, and a
 # first session against it.  Run again to reuse it.
 set -eu
+# Keys, passphrase files and secrets of the demo are private.
+umask 077
 cd "$(dirname "$0")/.."
 D=$PWD/demo
 PORT=${DEMO_PORT:-7001}
