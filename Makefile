@@ -2,7 +2,8 @@
 #
 #   make            build lib/libhsmctl.so.0, lib/libhsmctl.a, cli/hsmctl, node/hsmd
 #   make check      build with ASan+UBSan in build/san and run every test
-#   make demo       build, start a local node in ./demo and show a session
+#   make demo       build, start a local 3-node cluster in ./demo and show a session
+#   make demo-stop  stop the demo's nodes
 #   make fuzz       build the libFuzzer targets with clang in build/fuzz
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -34,6 +35,8 @@ else
 OPT := -O2 -g -D_FORTIFY_SOURCE=2
 endif
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Ilib
+# The session extension records each transaction's changes (node/repl.c).
+CPPFLAGS += -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK
 CFLAGS ?=
 override CFLAGS += -std=c11 $(WARN) $(HARDEN) $(OPT) \
 	$(shell $(PKG_CONFIG) --cflags libcbor libssh2 openssl libssh sqlite3 jansson libedit 2>/dev/null)
@@ -64,7 +67,7 @@ HSMD    := $(O)/node/hsmd
 PCFILE  := $(O)/libhsmctl.pc
 MANS    := man/hsmctl.1 man/hsmctl.conf.5 man/hsmd.8
 
-.PHONY: all check demo install uninstall clean fuzz fuzz-smoke unit e2e lint-man deps bench
+.PHONY: all check demo demo-stop install uninstall clean fuzz fuzz-smoke unit e2e lint-man deps bench
 all: $(SOLIB) $(O)/lib/libhsmctl.so $(ALIB) $(PCFILE) $(HSMCTL) $(HSMD)
 
 # V=1 shows the full command lines.
@@ -185,6 +188,10 @@ fuzz-smoke: fuzz
 demo: deps
 	$(MAKE) --no-print-directory all
 	scripts/demo.sh
+
+# The nodes of make demo (pids in demo/*/hsmd.pid).
+demo-stop:
+	@scripts/demo.sh stop
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \

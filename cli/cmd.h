@@ -57,6 +57,17 @@ struct ctx;
 struct inv;
 struct kv_label;
 
+/*
+ * Which node of a cluster a single command goes to.  By default, changes
+ * go to the master and reads to a random clone or master; a shell or a
+ * batch keeps one session, on the master when there is one.
+ */
+#define ROUTE_DEFAULT 0
+#define ROUTE_ANYNODE 1		/* any node that answers, bc included */
+#define ROUTE_ARG0 2		/* the node its first argument names */
+#define ROUTE_SELF 3		/* the handler talks to every node itself */
+#define ROUTE_MASTER 4		/* the master, though it changes nothing */
+
 struct cmd {
 	const char *words;	/* "node info" */
 	const struct cmd_arg *args;	/* NULL-name terminated, or NULL */
@@ -65,6 +76,7 @@ struct cmd {
 	bool writes;		/* changes node state */
 	bool connects;		/* needs a node */
 	bool secret;		/* its line never enters shell history */
+	int route;		/* ROUTE_*: which node of a cluster it goes to */
 	const char *help;	/* one line */
 	/* 0, or -1 with st filled; the caller reports errors, per mode. */
 	int (*fn)(struct ctx *, const struct inv *, hsm_status *st);
@@ -113,6 +125,8 @@ struct ctx {
 	const char *secret_file;	/* global --secret-file */
 	const char *as;		/* --as ROLE[:PARTITION] */
 	const struct cmd *running;	/* the command being run */
+	bool single;		/* one command, not a shell or a batch */
+	const char *route_node;	/* ROUTE_ARG0: the node to talk to */
 	bool capture;		/* record the op instead of sending it */
 	char captured_op[HSM_OP_MAX + 1];
 	cbor_item_t *captured_args;
@@ -166,6 +180,10 @@ int ctx_login_as(struct ctx *ctx, const char *as, hsm_status *st);
 /* Handlers. */
 int cmd_help(struct ctx *, const struct inv *, hsm_status *);
 int cmd_node_info(struct ctx *, const struct inv *, hsm_status *);
+int cmd_node_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_cluster_status(struct ctx *, const struct inv *, hsm_status *);
+int cmd_cluster_promote(struct ctx *, const struct inv *, hsm_status *);
+int cmd_cluster_admit(struct ctx *, const struct inv *, hsm_status *);
 int cmd_list_commands(struct ctx *, const struct inv *, hsm_status *);
 int cmd_login(struct ctx *, const struct inv *, hsm_status *);
 int cmd_logout(struct ctx *, const struct inv *, hsm_status *);
@@ -199,6 +217,21 @@ int cmd_key_restore(struct ctx *, const struct inv *, hsm_status *);
 int cmd_key_show(struct ctx *, const struct inv *, hsm_status *);
 int cmd_key_sign(struct ctx *, const struct inv *, hsm_status *);
 
+/* cmd_node.c: every node of the cluster, asked for node.info. */
+struct probe {
+	char name[HSM_NAME_MAX + 1];
+	char addr[300];
+	char member_role[16];	/* as the others list it */
+	cbor_item_t *info;	/* its node.info; NULL if it did not answer */
+	char error[HSM_MSG_MAX];
+};
+int probe_cluster(struct ctx *ctx, struct probe **list, size_t *n,
+    hsm_status *st);
+void probe_free(struct probe *list, size_t n);
+/* The answering master of the newest epoch, or NULL. */
+const struct probe *probe_master(const struct probe *list, size_t n);
+cbor_item_t *probe_row(const struct probe *p, const struct probe *master);
+
 /* cmd_key.c: the key types and API names the node knows, NULL-ended. */
 extern const char *const key_obj_types[];
 extern const char *const api_names[];
@@ -220,6 +253,11 @@ int call_and_table(struct ctx *ctx, const char *op, cbor_item_t *args,
  * configuration then) and kept for the following commands.
  */
 int ctx_connect(struct ctx *ctx, hsm_status *st);
+/* The nodes of the cluster selected (-C, default), or NULL (-n HOST:PORT). */
+const struct hsm_cluster *ctx_cluster(struct ctx *ctx, hsm_status *st);
+/* Open a connection of its own to HOST:PORT (the ctx's key, known_hosts). */
+int ctx_open(struct ctx *ctx, const char *host, int port,
+    struct hsm_conn **conn, hsm_status *st);
 /*
  * Every handler's request goes through here: it connects, attaches
  * --approval files to a state-changing command (an approval bound to

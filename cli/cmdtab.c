@@ -159,18 +159,39 @@ static const struct cmd_opt part_secret_opts[] = {
 	{ NULL, NULL, 0, 0, NULL },
 };
 
+static const struct cmd_arg node_args[] = {
+	{ "NODE", K_NODE, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_opt admit_opts[] = {
+	{ "fingerprint", "SHA256:...", K_WORD, 0,
+	    "admit only if the node's host key is this one" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt status_opts[] = {
+	{ "max-lag", "SEQ", K_WORD, 0,
+	    "a replica further behind than this is lagging (default 100)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt info_opts[] = {
+	{ "digest", NULL, K_WORD, 0,
+	    "also a SHA-256 digest of the node's replicated state" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+
 /* Sorted by words; help lists them in this order. */
 const struct cmd commands[] = {
 	{ .words = "approval cancel", .args = id_args, .role = "-",
-	    .connects = true,
+	    .connects = true, .route = ROUTE_MASTER,
 	    .help = "withdraw a pending approval (its requester or its role)",
 	    .fn = cmd_approval_cancel },
 	{ .words = "approval list", .role = "-", .connects = true,
+	    .route = ROUTE_MASTER,
 	    .help = "list the pending approval requests on the node",
 	    .fn = cmd_approval_list },
 	{ .words = "approval request", .args = request_args,
 	    .opts = request_opts, .role = "-", .connects = true,
-	    .help = "get a challenge for officers to sign remotely: a login, "
+	    .route = ROUTE_MASTER, .help = "get a challenge for officers to sign remotely: a login, "
 	    "or one --op command", .fn = cmd_approval_request },
 	{ .words = "approval sign", .args = token_args, .opts = sign_opts,
 	    .role = "-",
@@ -183,6 +204,18 @@ const struct cmd commands[] = {
 	{ .words = "audit verify", .role = "any", .connects = true,
 	    .help = "check the audit log's hash chain",
 	    .fn = cmd_audit_verify },
+	{ .words = "cluster admit", .args = node_args, .opts = admit_opts,
+	    .role = "so", .writes = true, .connects = true,
+	    .help = "let a node that asked to join (hsmd init --join) into "
+	    "the cluster", .fn = cmd_cluster_admit },
+	{ .words = "cluster promote", .args = node_args, .role = "so",
+	    .connects = true, .route = ROUTE_ARG0,
+	    .help = "make a clone the master under a new epoch (needs a "
+	    "majority of the nodes)", .fn = cmd_cluster_promote },
+	{ .words = "cluster status", .opts = status_opts, .role = "-",
+	    .connects = true, .route = ROUTE_SELF,
+	    .help = "sum up the cluster: healthy or degraded, master, lag",
+	    .fn = cmd_cluster_status },
 	{ .words = "help", .args = help_args, .role = "-",
 	    .help = "show the commands, or the usage of one",
 	    .fn = cmd_help },
@@ -224,9 +257,14 @@ const struct cmd commands[] = {
 	{ .words = "logout", .role = "-", .connects = true,
 	    .help = "drop the role logged in on this session",
 	    .fn = cmd_logout },
-	{ .words = "node info", .role = "-", .connects = true,
+	{ .words = "node info", .opts = info_opts, .role = "-",
+	    .connects = true, .route = ROUTE_ANYNODE,
 	    .help = "show the node's name, cluster, role, epoch and host key",
 	    .fn = cmd_node_info },
+	{ .words = "node list", .role = "-", .connects = true,
+	    .route = ROUTE_SELF,
+	    .help = "show every node of the cluster: role, epoch, sequence, "
+	    "lag, reachable", .fn = cmd_node_list },
 	{ .words = "officer add", .args = officer_add_args,
 	    .opts = partition_opt, .role = "genesis|so|pso", .writes = true,
 	    .connects = true, .help = "register an officer's public key",

@@ -1,11 +1,17 @@
 /* Which node to talk to, and the connection shared by a session's commands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
-static int
-try_node(struct ctx *ctx, const char *label, const char *host, int port,
+/* A node that does not answer within this is skipped for the next. */
+#define CONNECT_TIMEOUT_MS 3000
+
+int
+ctx_open(struct ctx *ctx, const char *host, int port, struct hsm_conn **conn,
     hsm_status *st)
 {
 	struct hsm_conn_opts o;
@@ -16,8 +22,16 @@ try_node(struct ctx *ctx, const char *label, const char *host, int port,
 	o.terminal_key = ctx->cfg->terminal_key;
 	o.known_hosts = ctx->cfg->known_hosts;
 	o.accept_new_host_key = ctx->accept_new_host_key;
+	o.timeout_ms = CONNECT_TIMEOUT_MS;
+	return hsm_conn_open(&o, conn, st);
+}
+
+static int
+try_node(struct ctx *ctx, const char *label, const char *host, int port,
+    hsm_status *st)
+{
 	out_verbose(ctx, "connecting to %s (%s:%d)", label, host, port);
-	if (hsm_conn_open(&o, &ctx->conn, st) != 0)
+	if (ctx_open(ctx, host, port, &ctx->conn, st) != 0)
 		return -1;
 	out_verbose(ctx, "connected to %s, host key %s", label,
 	    hsm_conn_fingerprint(ctx->conn));
@@ -25,17 +39,9 @@ try_node(struct ctx *ctx, const char *label, const char *host, int port,
 	return 0;
 }
 
-int
-ctx_connect(struct ctx *ctx, hsm_status *st)
+static int
+load(struct ctx *ctx, hsm_status *st)
 {
-	const struct hsm_cluster *cl;
-	const char *cname;
-	char last[HSM_MSG_MAX];
-	char host[256];
-	int port;
-
-	if (ctx->conn != NULL)
-		return 0;
 	if (ctx->cfg == NULL &&
 	    hsm_config_load(ctx->config_path, &ctx->cfg, st) != 0)
 		return -1;
@@ -44,48 +50,215 @@ ctx_connect(struct ctx *ctx, hsm_status *st)
 			return -1;
 		ctx->ssh_ready = true;
 	}
-	/* -n HOST:PORT needs no configuration at all. */
+	return 0;
+}
+
+const struct hsm_cluster *
+ctx_cluster(struct ctx *ctx, hsm_status *st)
+{
+	const struct hsm_cluster *cl;
+	const char *cname;
+
+	if (load(ctx, st) != 0)
+		return NULL;
 	if (ctx->node != NULL && strchr(ctx->node, ':') != NULL) {
-		if (hsm_parse_hostport(ctx->node, host, sizeof(host), &port,
-		    st) != 0)
-			return -1;
-		return try_node(ctx, ctx->node, host, port, st);
+		hsm_status_clear(st);
+		return NULL;
 	}
 	cname = ctx->cluster != NULL ? ctx->cluster :
 	    ctx->cfg->default_cluster;
 	if (cname == NULL && ctx->cfg->nclusters == 1)
 		cname = ctx->cfg->clusters[0].name;
-	if (cname == NULL)
-		return hsm_fail(st, "no_node", "no node to talk to: give "
+	if (cname == NULL) {
+		hsm_fail(st, "no_node", "no node to talk to: give "
 		    "-n HOST:PORT, or name a cluster with -C or "
 		    "default-cluster in %s", ctx->cfg->path != NULL ?
 		    ctx->cfg->path : "the configuration (hsmctl.conf(5))");
+		return NULL;
+	}
 	if ((cl = hsm_config_cluster(ctx->cfg, cname)) == NULL)
-		return hsm_fail(st, "bad_value", "no cluster '%s' in %s",
-		    cname, ctx->cfg->path != NULL ? ctx->cfg->path :
+		hsm_fail(st, "bad_value", "no cluster '%s' in %s", cname,
+		    ctx->cfg->path != NULL ? ctx->cfg->path :
 		    "the configuration");
+	return cl;
+}
+
+enum want { WANT_ANY, WANT_READ, WANT_MASTER };
+
+static enum want
+want_of(const struct ctx *ctx)
+{
+	const struct cmd *c = ctx->running;
+
+	if (c != NULL && c->route == ROUTE_ANYNODE)
+		return WANT_ANY;
+	if (c != NULL && c->route == ROUTE_MASTER)
+		return WANT_MASTER;
+	/* A session keeps its login: on the master, where changes go. */
+	if (!ctx->single || c == NULL)
+		return WANT_MASTER;
+	return c->writes ? WANT_MASTER : WANT_READ;
+}
+
+/* A text field of a result map, or "". */
+static void
+field(const cbor_item_t *m, const char *key, char *buf, size_t len)
+{
+	const cbor_item_t *v = m != NULL ? hsm_map_get(m, key) : NULL;
+	size_t n;
+
+	buf[0] = '\0';
+	if (v == NULL || !cbor_isa_string(v))
+		return;
+	n = cbor_string_length(v);
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, cbor_string_handle(v), n);
+	buf[n] = '\0';
+}
+
+/*
+ * Walk the cluster's nodes (from a random one, for reads) and keep the
+ * first that suits: any node, a clone or master for reads, the master
+ * for changes.  Unreachable nodes are skipped (-v tells); a host key
+ * problem is never skipped.  With the master down, a shell or batch
+ * keeps a clone for its reads; a single change fails with exit 5.
+ */
+static int
+route(struct ctx *ctx, const struct hsm_cluster *cl, hsm_status *st)
+{
+	enum want want = want_of(ctx);
+	size_t start = 0, answered = 0;
+	struct hsm_conn *fallback = NULL;
+	char fb_label[sizeof(ctx->node_label)] = "", master[HSM_NAME_MAX + 1];
+	char last[HSM_MSG_MAX] = "", role[16];
+	bool *tried;
+
+	master[0] = '\0';
+	if ((tried = calloc(cl->nnodes, sizeof(*tried))) == NULL)
+		return hsm_fail(st, "no_memory", "out of memory");
+	if (want == WANT_READ && cl->nnodes > 1) {
+		srand((unsigned)time(NULL) ^ (unsigned)getpid());
+		start = (size_t)rand() % cl->nnodes;
+	}
+	for (size_t k = 0; k < cl->nnodes; k++) {
+		size_t i = (start + k) % cl->nnodes;
+		const struct hsm_node_addr *n;
+		cbor_item_t *info = NULL;
+
+		/* The master a clone named goes next. */
+		for (size_t j = 0; master[0] != '\0' && j < cl->nnodes; j++)
+			if (!tried[j] && strcmp(cl->nodes[j].name, master) == 0)
+				i = j;
+		if (tried[i]) {
+			for (i = 0; i < cl->nnodes && tried[i]; i++)
+				;
+			if (i == cl->nnodes)
+				break;
+		}
+		tried[i] = true;
+		n = &cl->nodes[i];
+		if (try_node(ctx, n->name, n->host, n->port, st) != 0) {
+			if (hsm_code_exit(st->code) != HSM_EXIT_CONN)
+				goto fail;
+			out_verbose(ctx, "skipping %s: %s", n->name, st->message);
+			snprintf(last, sizeof(last), "%s", st->message);
+			continue;
+		}
+		answered++;
+		if (want == WANT_ANY || cl->nnodes == 1)
+			goto done;
+		if (hsm_call(ctx->conn, "node.info", NULL, &info, st) != 0) {
+			out_verbose(ctx, "skipping %s: %s", n->name, st->message);
+			snprintf(last, sizeof(last), "%s", st->message);
+			hsm_conn_close(&ctx->conn);
+			continue;
+		}
+		field(info, "role", role, sizeof(role));
+		if (strcmp(role, "master") != 0 && master[0] == '\0')
+			field(info, "master", master, sizeof(master));
+		cbor_decref(&info);
+		if (strcmp(role, "master") == 0 || (want == WANT_READ &&
+		    strcmp(role, "clone") == 0))
+			goto done;
+		out_verbose(ctx, "skipping %s: it is %s", n->name,
+		    strcmp(role, "bc") == 0 ? "a bc node" : strcmp(role,
+		    "clone") == 0 ? "a clone" : role[0] ? role :
+		    "of unknown role");
+		if (strcmp(role, "clone") == 0 && fallback == NULL) {
+			fallback = ctx->conn;
+			ctx->conn = NULL;
+			snprintf(fb_label, sizeof(fb_label), "%s", n->name);
+		} else
+			hsm_conn_close(&ctx->conn);
+	}
+	if (fallback != NULL && !ctx->single) {
+		out_verbose(ctx, "no master answers: staying on clone %s for "
+		    "reads", fb_label);
+		ctx->conn = fallback;
+		fallback = NULL;
+		snprintf(ctx->node_label, sizeof(ctx->node_label), "%s",
+		    fb_label);
+		goto done;
+	}
+	if (answered > 0 && master[0] != '\0')
+		hsm_fail(st, "master_unavailable", "master unavailable: %s, "
+		    "the master of cluster '%s', does not answer; reads and "
+		    "key use go on at the clones", master, cl->name);
+	else if (answered > 0)
+		hsm_fail(st, "master_unavailable", "master unavailable: no "
+		    "node of cluster '%s' that answers is its master",
+		    cl->name);
+	else if (cl->nnodes == 1)
+		;	/* its own message says it all */
+	else
+		hsm_fail(st, "connect_failed", "no node of cluster '%s' "
+		    "answered (last: %s)", cl->name, last);
+fail:
+	hsm_conn_close(&fallback);
+	free(tried);
+	return -1;
+done:
+	hsm_conn_close(&fallback);
+	free(tried);
+	return 0;
+}
+
+int
+ctx_connect(struct ctx *ctx, hsm_status *st)
+{
+	const struct hsm_cluster *cl;
+	const char *pin;
+	char host[256];
+	int port;
+
+	if (ctx->conn != NULL)
+		return 0;
+	if (load(ctx, st) != 0)
+		return -1;
+	pin = ctx->node;
+	if (ctx->running != NULL && ctx->running->route == ROUTE_ARG0 &&
+	    ctx->route_node != NULL)
+		pin = ctx->route_node;
+	/* -n HOST:PORT needs no configuration at all. */
+	if (pin != NULL && strchr(pin, ':') != NULL) {
+		if (hsm_parse_hostport(pin, host, sizeof(host), &port,
+		    st) != 0)
+			return -1;
+		return try_node(ctx, pin, host, port, st);
+	}
+	if ((cl = ctx_cluster(ctx, st)) == NULL)
+		return -1;
+	if (pin == NULL)
+		return route(ctx, cl, st);
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const struct hsm_node_addr *n = &cl->nodes[i];
 
-		if (ctx->node != NULL && strcmp(ctx->node, n->name) != 0)
-			continue;
-		if (try_node(ctx, n->name, n->host, n->port, st) == 0)
-			return 0;
-		/* Only an unreachable node is skipped; a bad key never is. */
-		if (hsm_code_exit(st->code) != HSM_EXIT_CONN)
-			return -1;
-		out_verbose(ctx, "skipping %s: %s", n->name, st->message);
-		if (ctx->node != NULL)
-			return -1;
+		if (strcmp(pin, n->name) == 0)
+			return try_node(ctx, n->name, n->host, n->port, st);
 	}
-	if (ctx->node != NULL)
-		return hsm_fail(st, "bad_value", "no node '%s' in cluster "
-		    "'%s'", ctx->node, cl->name);
-	if (cl->nnodes == 1)
-		return -1;	/* its own message says it all */
-	snprintf(last, sizeof(last), "%s", st->message);
-	return hsm_fail(st, "connect_failed", "no node of cluster '%s' "
-	    "answered (last: %s)", cl->name, last);
+	return hsm_fail(st, "bad_value", "no node '%s' in cluster '%s'", pin,
+	    cl->name);
 }
 
 void

@@ -222,6 +222,11 @@ main(int argc, char **argv)
 		inv.cmd = &hidden_list;
 	} else if (cmd_parse(argc, argv, &inv, &st) != 0)
 		return out_error(&ctx, &st);
+	/* Routing (conn.c) knows the command before --as logs in. */
+	ctx.single = true;
+	ctx.running = inv.cmd;
+	if (inv.cmd->route == ROUTE_ARG0 && inv.nargs > 0)
+		ctx.route_node = inv.args[0];
 	/* --as: log in on this connection, then run the command. */
 	if (ctx.as != NULL && !inv.help && ctx_login_as(&ctx, ctx.as,
 	    &st) != 0)

@@ -174,6 +174,13 @@ struct hsm_conn_opts {
 	int port;
 	const char *terminal_key;	/* OpenSSH private key file */
 	const char *known_hosts;
+	/* Node-to-node: the one host key accepted, "SHA256:..."; known_hosts
+	 * is then neither read nor written. */
+	const char *pinned_fp;
+	/* Only learn the host key: stop after the key exchange, accepting
+	 * any key; hsm_conn_fingerprint() then tells which. */
+	bool probe;
+	const char *user;		/* SSH user name; NULL: "hsmctl" */
 	bool accept_new_host_key;
 	int timeout_ms;			/* connect and each reply; 0 = default */
 };
@@ -199,6 +206,9 @@ int hsm_conn_write(struct hsm_conn *conn, const unsigned char *buf,
     size_t len, hsm_status *st);
 int hsm_conn_read_frame(struct hsm_conn *conn, unsigned char **payload,
     size_t *len, hsm_status *st);
+
+/* The SSH user a new node asks to join a cluster as (hsmd init --join). */
+#define HSM_JOIN_USER "hsmd-join"
 
 /* ---- officer credentials (officer.c) ---------------------------------- */
 

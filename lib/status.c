@@ -46,6 +46,8 @@ static const struct {
 	{ "quota", HSM_EXIT_STATE },
 	{ "master_unavailable", HSM_EXIT_STATE },
 	{ "conflict", HSM_EXIT_STATE },
+	{ "not_master", HSM_EXIT_STATE },	/* a change sent to a clone */
+	{ "node_role", HSM_EXIT_STATE },	/* a bc node refuses the op */
 	/* 6: no connection */
 	{ "connect_failed", HSM_EXIT_CONN },
 	{ "timeout", HSM_EXIT_CONN },

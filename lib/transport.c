@@ -227,6 +227,15 @@ check_host_key(struct hsm_conn *c, const struct hsm_conn_opts *o,
 	if ((bit = knownhost_keybit(type)) == 0)
 		return hsm_fail(st, "protocol", "%s offered an unsupported "
 		    "host key type", c->where);
+	if (o->probe)
+		return 0;
+	if (o->pinned_fp != NULL) {
+		if (strcmp(o->pinned_fp, c->fp) == 0)
+			return 0;
+		return hsm_fail(st, "host_key_changed", "host key of %s is "
+		    "%s, not the pinned %s; refusing to connect", c->where,
+		    c->fp, o->pinned_fp);
+	}
 	kh = c->kh;
 	rc = libssh2_knownhost_checkp(kh, o->host, o->port, key, keylen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | bit,
@@ -304,16 +313,18 @@ hsm_conn_open(const struct hsm_conn_opts *o, struct hsm_conn **out,
 {
 	struct hsm_conn *c;
 	int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	const char *user = o->user != NULL ? o->user : SSH_USER;
 
 	*out = NULL;
 	/* Local problems first: nothing is sent if they fail. */
-	if (o->terminal_key == NULL || access(o->terminal_key, R_OK) != 0)
+	if (!o->probe && (o->terminal_key == NULL ||
+	    access(o->terminal_key, R_OK) != 0))
 		return hsm_fail(st, "no_terminal_key", "cannot read terminal "
 		    "key %s: %s (create one with ssh-keygen -t ed25519 and "
 		    "have it authorised with hsmd authorize)",
 		    o->terminal_key != NULL ? o->terminal_key : "(none)",
 		    o->terminal_key != NULL ? strerror(errno) : "not set");
-	if (o->known_hosts == NULL)
+	if (o->known_hosts == NULL && o->pinned_fp == NULL && !o->probe)
 		return hsm_fail(st, "bad_value", "no known-hosts file set");
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return hsm_fail(st, "no_memory", "out of memory");
@@ -327,7 +338,8 @@ hsm_conn_open(const struct hsm_conn_opts *o, struct hsm_conn **out,
 		hsm_fail(st, "no_memory", "cannot create SSH session");
 		goto fail;
 	}
-	if (load_known_hosts(c, o->known_hosts, st) != 0)
+	if (o->pinned_fp == NULL && !o->probe && load_known_hosts(c,
+	    o->known_hosts, st) != 0)
 		goto fail;
 	if ((c->fd = tcp_connect(o->host, o->port, timeout, c->where,
 	    st)) < 0)
@@ -347,8 +359,12 @@ hsm_conn_open(const struct hsm_conn_opts *o, struct hsm_conn **out,
 	c->up = true;
 	if (check_host_key(c, o, st) != 0)
 		goto fail;
-	if (libssh2_userauth_publickey_fromfile_ex(c->sess, SSH_USER,
-	    sizeof(SSH_USER) - 1, NULL, o->terminal_key, NULL) != 0) {
+	if (o->probe) {
+		*out = c;
+		return 0;
+	}
+	if (libssh2_userauth_publickey_fromfile_ex(c->sess, user,
+	    (unsigned)strlen(user), NULL, o->terminal_key, NULL) != 0) {
 		int e = libssh2_session_last_errno(c->sess);
 
 		if (e == LIBSSH2_ERROR_FILE)

@@ -126,8 +126,8 @@ audit_head_hex(sqlite3 *db, char *out, size_t len)
 }
 
 int
-audit_append(struct sess_ctx *s, const char *partition, const char *op,
-    const char *args, const char *result, hsm_status *st)
+audit_append_raw(sqlite3 *db, int64_t when, const char *const f[AUDIT_FIELDS],
+    hsm_status *st)
 {
 	struct entry e;
 	unsigned char prev[HASH_LEN], h[HASH_LEN];
@@ -135,51 +135,58 @@ audit_append(struct sess_ctx *s, const char *partition, const char *op,
 	sqlite3_stmt *q = NULL;
 	int r = -1;
 
-	if (head(s->db, &e.seq, prev, st) != 0)
+	if (head(db, &e.seq, prev, st) != 0)
 		return -1;
 	e.seq++;
-	e.time = (int64_t)time(NULL);
-	e.node = s->node->name;
-	e.session = s->id;
-	e.role = s->role[0] ? s->role : "-";
-	e.partition = partition != NULL ? partition : s->partition;
-	e.officers = s->officers;
-	e.op = op;
-	e.args = args;
-	e.result = result;
+	e.time = when;
+	e.node = f[0];
+	e.session = f[1];
+	e.role = f[2];
+	e.partition = f[3];
+	e.officers = f[4];
+	e.op = f[5];
+	e.args = f[6];
+	e.result = f[7];
 	if (entry_hash(&e, prev, h, st) != 0)
 		return -1;
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO audit (seq, time, node, "
+	if (sqlite3_prepare_v2(db, "INSERT INTO audit (seq, time, node, "
 	    "session, role, partition, officers, op, args, result, prev, hash) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", -1,
 	    &q, NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_bind_int64(q, 1, e.seq);
 	sqlite3_bind_int64(q, 2, e.time);
-	sqlite3_bind_text(q, 3, e.node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 4, e.session, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 5, e.role, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 6, e.partition, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 7, e.officers, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 8, e.op, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 9, e.args, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 10, e.result, -1, SQLITE_STATIC);
+	for (int i = 0; i < AUDIT_FIELDS; i++)
+		sqlite3_bind_text(q, 3 + i, f[i], -1, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 11, prev, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 12, h, HASH_LEN, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		goto fail;
 	hsm_hex(h, HASH_LEN, headhex);
 	snprintf(num, sizeof(num), "%" PRId64, e.seq);
-	if (store_meta_set(s->db, "audit_head", headhex, st) != 0 ||
-	    store_meta_set(s->db, "audit_count", num, st) != 0)
+	if (store_meta_set(db, "audit_head", headhex, st) != 0 ||
+	    store_meta_set(db, "audit_count", num, st) != 0)
 		goto out;
 	r = 0;
 	goto out;
 fail:
-	hsm_fail(st, "io", "audit: %s", sqlite3_errmsg(s->db));
+	hsm_fail(st, "io", "audit: %s", sqlite3_errmsg(db));
 out:
 	sqlite3_finalize(q);
 	return r;
+}
+
+int
+audit_append(struct sess_ctx *s, const char *partition, const char *op,
+    const char *args, const char *result, hsm_status *st)
+{
+	const char *f[AUDIT_FIELDS] = {
+		s->node->name, s->id, s->role[0] ? s->role : "-",
+		partition != NULL ? partition : s->partition, s->officers,
+		op, args, result,
+	};
+
+	return audit_append_raw(s->db, (int64_t)time(NULL), f, st);
 }
 
 int

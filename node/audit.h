@@ -15,6 +15,13 @@
  */
 int audit_append(struct sess_ctx *s, const char *partition, const char *op,
     const char *args, const char *result, hsm_status *st);
+/*
+ * Append an entry made elsewhere (a replicated change of the master):
+ * node, session, role, partition, officers, op, args, result.
+ */
+#define AUDIT_FIELDS 8
+int audit_append_raw(sqlite3 *db, int64_t when,
+    const char *const f[AUDIT_FIELDS], hsm_status *st);
 /* Append in a transaction of its own (refusals, logins). */
 int audit_record(struct sess_ctx *s, const char *op, const char *args,
     const char *result);

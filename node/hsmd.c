@@ -2,6 +2,8 @@
  * hsmd: the software HSM node.
  *
  *   hsmd init -d DIR --cluster NAME --name NODE [--sandbox] [--authorize PUBKEY]...
+ *   hsmd init -d DIR --join HOST:PORT --name NODE --role clone|bc
+ *             [--master-fingerprint FP] [--authorize PUBKEY]...
  *   hsmd authorize -d DIR PUBKEY
  *   hsmd revoke -d DIR FINGERPRINT
  *   hsmd -d DIR -l HOST:PORT [-f] [-v]
@@ -24,6 +26,8 @@
 #include "server.h"
 #include "store.h"
 
+static int argc_saved;
+
 static void
 usage(FILE *f)
 {
@@ -31,9 +35,14 @@ usage(FILE *f)
 	    "usage: hsmd init -d DIR --cluster NAME --name NODE [--sandbox] "
 	    "[--authorize PUBKEY]...\n"
 	    "                 [--genesis NAME=PUBKEY]... [--genesis-quorum M]\n"
+	    "       hsmd init -d DIR --join HOST:PORT --name NODE --role "
+	    "clone|bc\n"
+	    "                 [--master-fingerprint SHA256:...] "
+	    "[--authorize PUBKEY]...\n"
 	    "       hsmd authorize -d DIR PUBKEY\n"
 	    "       hsmd revoke -d DIR FINGERPRINT\n"
-	    "       hsmd config -d DIR [idle-timeout|challenge-lifetime "
+	    "       hsmd config -d DIR [idle-timeout|challenge-lifetime|"
+	    "replog-retain "
 	    "[SECONDS]]\n"
 	    "       hsmd -d DIR -l HOST:PORT [-f] [-v]\n"
 	    "       hsmd -h | -V\n");
@@ -56,6 +65,64 @@ usage_error(const char *fmt, const char *arg)
 	return HSM_EXIT_USAGE;
 }
 
+/* The master's host key, to show to one who did not give it. */
+static int
+probe_fingerprint(const char *addr, char *fp, size_t fplen, hsm_status *st)
+{
+	struct hsm_conn_opts co;
+	struct hsm_conn *c = NULL;
+	char host[256];
+	int port, r;
+
+	if (hsm_parse_hostport(addr, host, sizeof(host), &port, st) != 0)
+		return -1;
+	memset(&co, 0, sizeof(co));
+	co.host = host;
+	co.port = port;
+	co.probe = true;
+	if (hsm_init(st) != 0)
+		return -1;
+	r = hsm_conn_open(&co, &c, st);
+	if (r == 0)
+		snprintf(fp, fplen, "%s", hsm_conn_fingerprint(c));
+	hsm_conn_close(&c);
+	hsm_cleanup();
+	return r;
+}
+
+static int
+init_join(struct init_opts *o)
+{
+	hsm_status st;
+	char fp[64];
+
+	hsm_status_clear(&st);
+	if (optind != argc_saved || o->dir == NULL || o->join == NULL ||
+	    o->name == NULL || o->join_role == NULL)
+		return usage_error("%s: -d, --join, --name and --role are "
+		    "required to join a cluster", "init");
+	if (o->cluster != NULL || o->ngenesis > 0 || o->sandbox ||
+	    o->genesis_quorum != 0)
+		return usage_error("%s: a joining node takes the cluster's "
+		    "name, officers and mode from its master", "init --join");
+	if (o->join_fp == NULL) {
+		if (probe_fingerprint(o->join, fp, sizeof(fp), &st) != 0)
+			return fail(&st);
+		fprintf(stderr, "hsmd: the master at %s has host key %s;\n"
+		    "hsmd: check it against 'hsmctl node info' on the master "
+		    "and rerun with --master-fingerprint %s\n", o->join, fp, fp);
+		return HSM_EXIT_HOSTKEY;
+	}
+	if (nodedir_init(o, &st) != 0)
+		return fail(&st);
+	printf("initialised node %s in %s; %s.\n"
+	    "An SO quorum admits it on the master with: hsmctl cluster admit "
+	    "%s\nStart it with: hsmd -d %s -l HOST:PORT (it completes the "
+	    "join once admitted)\n", o->name, o->dir, o->result, o->name,
+	    o->dir);
+	return 0;
+}
+
 static int
 cmd_init(int argc, char **argv)
 {
@@ -69,6 +136,7 @@ cmd_init(int argc, char **argv)
 		{ "genesis-quorum", required_argument, NULL, 'Q' },
 		{ "join", required_argument, NULL, 'J' },
 		{ "role", required_argument, NULL, 'R' },
+		{ "master-fingerprint", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct init_opts o;
@@ -91,6 +159,7 @@ cmd_init(int argc, char **argv)
 	o.genesis_names = gnames;
 	o.genesis_keys = gkeys;
 	optind = 1;
+	argc_saved = argc;
 	while ((ch = getopt_long(argc, argv, "d:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -139,13 +208,14 @@ cmd_init(int argc, char **argv)
 			break;
 		}
 		case 'J':
+			o.join = optarg;
+			break;
 		case 'R':
-			free(auth);
-			free(gnames);
-			free(gkeys);
-			return usage_error("%s: joining a cluster is not "
-			    "available in this version", ch == 'J' ? "--join" :
-			    "--role");
+			o.join_role = optarg;
+			break;
+		case 'F':
+			o.join_fp = optarg;
+			break;
 		default:
 			free(auth);
 			free(gnames);
@@ -153,6 +223,13 @@ cmd_init(int argc, char **argv)
 			usage(stderr);
 			return HSM_EXIT_USAGE;
 		}
+	}
+	if (o.join != NULL || o.join_role != NULL || o.join_fp != NULL) {
+		r = init_join(&o);
+		free(auth);
+		free(gnames);
+		free(gkeys);
+		return r;
 	}
 	if (optind != argc || o.dir == NULL || o.cluster == NULL ||
 	    o.name == NULL) {
@@ -273,9 +350,13 @@ static const struct {
 	const char *name;	/* as typed */
 	const char *key;	/* meta key */
 	int64_t dflt, min, max;
+	const char *unit;
 } settings[] = {
-	{ "idle-timeout", "idle_timeout", 900, 30, 86400 },
-	{ "challenge-lifetime", "challenge_lifetime", 600, 30, 86400 },
+	{ "idle-timeout", "idle_timeout", 900, 30, 86400, "seconds" },
+	{ "challenge-lifetime", "challenge_lifetime", 600, 30, 86400,
+	    "seconds" },
+	{ "replog-retain", "replog_retain", 50000, 10, 100000000,
+	    "log entries" },
 };
 
 static int
@@ -296,7 +377,7 @@ cmd_config(int argc, char **argv)
 		dir = optarg;
 	}
 	if (dir == NULL || argc - optind > 2)
-		return usage_error("%s: -d DIR [SETTING [SECONDS]]", "config");
+		return usage_error("%s: -d DIR [SETTING [VALUE]]", "config");
 	if (store_open(dir, false, &db, &st) != 0)
 		return fail(&st);
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
@@ -311,9 +392,9 @@ cmd_config(int argc, char **argv)
 			    v < settings[i].min || v > settings[i].max) {
 				store_close(&db);
 				fprintf(stderr, "hsmd: %s takes %lld..%lld "
-				    "seconds\n", settings[i].name,
+				    "%s\n", settings[i].name,
 				    (long long)settings[i].min,
-				    (long long)settings[i].max);
+				    (long long)settings[i].max, settings[i].unit);
 				return HSM_EXIT_USAGE;
 			}
 			snprintf(num, sizeof(num), "%lld", v);
@@ -329,7 +410,7 @@ cmd_config(int argc, char **argv)
 	store_close(&db);
 	if (r == 0)
 		return usage_error("unknown setting '%s' (idle-timeout, "
-		    "challenge-lifetime)", argv[optind]);
+		    "challenge-lifetime, replog-retain)", argv[optind]);
 	return 0;
 }
 

@@ -19,6 +19,8 @@
 #include "nodedir.h"
 #include "officers.h"
 #include "ops.h"
+#include "peer.h"
+#include "repl.h"
 #include "store.h"
 
 /* An existing directory may be taken over only when it is empty. */
@@ -52,9 +54,14 @@ check_target(const char *dir, hsm_status *st)
 	return 0;
 }
 
+struct hostkey {
+	char fp[64];
+	char pub[160];		/* "ssh-ed25519 BASE64" */
+};
+
 static int
 make_host_key(const char *tmp, const char *node, const char *cluster,
-    hsm_status *st)
+    struct hostkey *hk, hsm_status *st)
 {
 	ssh_key key = NULL;
 	char path[PATH_MAX], *b64 = NULL, *line = NULL;
@@ -80,6 +87,9 @@ make_host_key(const char *tmp, const char *node, const char *cluster,
 		goto out;
 	}
 	snprintf(line, n, "ssh-ed25519 %s hsmd-%s@%s\n", b64, node, cluster);
+	snprintf(hk->pub, sizeof(hk->pub), "ssh-ed25519 %s", b64);
+	if (key_fingerprint(key, hk->fp, sizeof(hk->fp), st) != 0)
+		goto out;
 	if (fs_path(path, sizeof(path), tmp, HOSTKEY_FILE ".pub", st) != 0)
 		goto out;
 	r = fs_write_new(path, line, strlen(line), 0644, st);
@@ -90,14 +100,15 @@ out:
 	return r;
 }
 
+/* The cluster's secrets: they leave it only to a node it admits. */
 static int
-make_master_key(const char *tmp, hsm_status *st)
+make_secret(const char *tmp, const char *file, hsm_status *st)
 {
 	unsigned char key[MASTER_KEY_LEN];
 	char path[PATH_MAX];
 	int r;
 
-	if (fs_path(path, sizeof(path), tmp, MASTER_KEY_FILE, st) != 0)
+	if (fs_path(path, sizeof(path), tmp, file, st) != 0)
 		return -1;
 	if (RAND_priv_bytes(key, sizeof(key)) != 1)
 		return hsm_fail(st, "internal", "no randomness for the master "
@@ -141,7 +152,28 @@ out:
 }
 
 static int
-make_store(const char *tmp, const struct init_opts *o, hsm_status *st)
+add_self(sqlite3 *db, const char *name, const struct hostkey *hk,
+    hsm_status *st)
+{
+	sqlite3_stmt *q = NULL;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO nodes (name, role, addr, "
+	    "host_key, pubkey, added) VALUES (?1, 'master', '', ?2, ?3, ?4)",
+	    -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(q, 2, hk->fp, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(q, 3, hk->pub, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 4, (int64_t)time(NULL)) != SQLITE_OK ||
+	    sqlite3_step(q) != SQLITE_DONE)
+		r = hsm_fail(st, "io", "store: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(q);
+	return r;
+}
+
+static int
+make_store(const char *tmp, const struct init_opts *o,
+    const struct hostkey *hk, hsm_status *st)
 {
 	struct node_meta m;
 	unsigned char id[16];
@@ -150,22 +182,38 @@ make_store(const char *tmp, const struct init_opts *o, hsm_status *st)
 
 	memset(&m, 0, sizeof(m));
 	snprintf(m.node, sizeof(m.node), "%s", o->name);
-	snprintf(m.cluster, sizeof(m.cluster), "%s", o->cluster);
-	snprintf(m.role, sizeof(m.role), "master");
+	snprintf(m.cluster, sizeof(m.cluster), "%s", o->join != NULL ?
+	    "-" : o->cluster);
+	snprintf(m.role, sizeof(m.role), "%s", o->join != NULL ?
+	    NODE_JOINING : NODE_MASTER);
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return hsm_fail(st, "internal", "no randomness for the "
 		    "cluster id");
 	hsm_hex(id, sizeof(id), m.cluster_id);
-	m.epoch = 1;
+	m.epoch = o->join != NULL ? 0 : 1;
 	m.last_seq = 0;
 	m.sandbox = o->sandbox;
 	m.created = (int64_t)time(NULL);
 	if (store_open(tmp, true, &db, st) != 0)
 		return -1;
 	r = store_init_meta(db, &m, st);
-	if (r == 0)
-		r = officers_init(db, o->genesis_names, o->genesis_keys,
-		    o->ngenesis, o->genesis_quorum, st);
+	if (r == 0 && o->join != NULL) {
+		const char *kv[] = { "join_addr", o->join, "join_fp",
+		    o->join_fp, "join_role", o->join_role, NULL };
+
+		r = repl_meta_update(db, kv, st);
+	} else if (r == 0) {
+		/* The state at init is epoch 1's: a new node takes it whole. */
+		const char *kv[] = { "last_epoch", "1", NULL };
+
+		r = repl_meta_update(db, kv, st);
+		if (r == 0)
+			r = officers_init(db, o->genesis_names,
+			    o->genesis_keys, o->ngenesis, o->genesis_quorum,
+			    st);
+		if (r == 0)
+			r = add_self(db, o->name, hk, st);
+	}
 	store_close(&db);
 	return r;
 }
@@ -189,13 +237,58 @@ remove_tree(const char *tmp)
 	rmdir(tmp);
 }
 
+/* Ask the master to let the node being made join; nothing is kept if not. */
+static int
+request_join(const char *tmp, struct init_opts *o, hsm_status *st)
+{
+	struct node_ctx n;
+	struct hsm_conn *c = NULL;
+	cbor_item_t *a = NULL, *r = NULL;
+	int rc = -1;
+
+	memset(&n, 0, sizeof(n));
+	n.dir = tmp;
+	snprintf(n.name, sizeof(n.name), "%s", o->name);
+	if (hsm_init(st) != 0)
+		return -1;
+	if (peer_connect_joining(&n, o->join, o->join_fp, 5000, &c, st) != 0)
+		goto out;
+	if ((a = cbor_new_indefinite_map()) == NULL ||
+	    hsm_map_put_str(a, "name", o->name) != 0 ||
+	    hsm_map_put_str(a, "role", o->join_role) != 0 ||
+	    hsm_map_put_str(a, "addr", "") != 0) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	if (hsm_call(c, "cluster.join", a, &r, st) != 0)
+		goto out;
+	snprintf(o->result, sizeof(o->result), "join request sent to %s",
+	    o->join);
+	rc = 0;
+out:
+	if (a != NULL)
+		cbor_decref(&a);
+	if (r != NULL)
+		cbor_decref(&r);
+	hsm_conn_close(&c);
+	hsm_cleanup();
+	return rc;
+}
+
 int
-nodedir_init(const struct init_opts *o, hsm_status *st)
+nodedir_init(struct init_opts *o, hsm_status *st)
 {
 	char tmp[PATH_MAX], parent[PATH_MAX], base[PATH_MAX];
+	struct hostkey hk;
 	int r = -1;
 
-	if (!name_ok(o->cluster))
+	if (o->join != NULL && (o->join_role == NULL ||
+	    (strcmp(o->join_role, NODE_CLONE) != 0 &&
+	    strcmp(o->join_role, NODE_BC) != 0)))
+		return hsm_fail(st, "bad_value", "--role is clone or bc");
+	if (o->join != NULL)
+		o->cluster = "-";
+	if (o->join == NULL && !name_ok(o->cluster))
 		return hsm_fail(st, "bad_value", "invalid cluster name '%s'",
 		    o->cluster);
 	if (!name_ok(o->name))
@@ -217,11 +310,15 @@ nodedir_init(const struct init_opts *o, hsm_status *st)
 	if (mkdtemp(tmp) == NULL)
 		return hsm_fail(st, "io", "cannot create a directory next to "
 		    "%s: %s", o->dir, strerror(errno));
-	if (make_host_key(tmp, o->name, o->cluster, st) != 0 ||
-	    make_master_key(tmp, st) != 0 ||
+	memset(&hk, 0, sizeof(hk));
+	if (make_host_key(tmp, o->name, o->cluster, &hk, st) != 0 ||
+	    (o->join == NULL && (make_secret(tmp, MASTER_KEY_FILE, st) != 0 ||
+	    make_secret(tmp, BACKUP_KEY_FILE, st) != 0)) ||
 	    make_authorized_keys(tmp, o, st) != 0 ||
-	    make_store(tmp, o, st) != 0 ||
+	    make_store(tmp, o, &hk, st) != 0 ||
 	    fs_sync_dir(tmp, st) != 0)
+		goto out;
+	if (o->join != NULL && request_join(tmp, o, st) != 0)
 		goto out;
 	/* rename(2) replaces only an empty directory: no node is overwritten. */
 	if (rename(tmp, o->dir) != 0) {

@@ -23,9 +23,14 @@ struct init_opts {
 	const char **genesis_keys;	/* their PEM public key files */
 	size_t ngenesis;
 	int64_t genesis_quorum;		/* 0: 1 for one officer, else 2 */
+	/* Joining an existing cluster instead of making one. */
+	const char *join;		/* the master's HOST:PORT */
+	const char *join_fp;		/* its host key, "SHA256:..." */
+	const char *join_role;		/* clone or bc */
+	char result[256];		/* the master's answer, for the user */
 };
 
 /* Create DIR whole or not at all: built aside, then renamed into place. */
-int nodedir_init(const struct init_opts *o, hsm_status *st);
+int nodedir_init(struct init_opts *o, hsm_status *st);
 
 #endif

@@ -895,20 +895,35 @@ op_key_purge(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 }
 
 void
-objects_session_end(sqlite3 *db, const char *session)
+objects_session_end(struct sess_ctx *s, const char *session)
 {
 	sqlite3_stmt *q = NULL;
+	hsm_status st;
 
 	/* Session objects live as long as the session that made them. */
-	if (sqlite3_prepare_v2(db, session != NULL ? "DELETE FROM objects "
+	hsm_status_clear(&st);
+	if (tx_begin(s, &st) != 0)
+		goto fail;
+	if (sqlite3_prepare_v2(s->db, session != NULL ? "DELETE FROM objects "
 	    "WHERE session = ?1" : "DELETE FROM objects WHERE session IS NOT "
-	    "NULL", -1, &q, NULL) != SQLITE_OK)
-		return;
+	    "NULL", -1, &q, NULL) != SQLITE_OK) {
+		tx_rollback(s);
+		goto fail;
+	}
 	if (session != NULL)
 		sqlite3_bind_text(q, 1, session, -1, SQLITE_STATIC);
-	if (sqlite3_step(q) != SQLITE_DONE)
-		log_warn("cannot drop session objects: %s", sqlite3_errmsg(db));
+	if (sqlite3_step(q) != SQLITE_DONE) {
+		sqlite3_finalize(q);
+		tx_rollback(s);
+		goto fail;
+	}
 	sqlite3_finalize(q);
+	/* A replicated change: the master's, sent to the replicas. */
+	if (tx_commit(s, &st) == 0)
+		return;
+fail:
+	log_warn("cannot drop session objects: %s", st.message[0] ?
+	    st.message : sqlite3_errmsg(s->db));
 }
 
 /*

@@ -30,6 +30,6 @@ int op_key_purge(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
 void objects_usage(sqlite3 *db, const char *partition, int64_t *objects,
     int64_t *invalidated, int64_t *bytes);
 /* Drop a session's session objects (NULL: every session's, at start). */
-void objects_session_end(sqlite3 *db, const char *session);
+void objects_session_end(struct sess_ctx *s, const char *session);
 
 #endif

@@ -3,17 +3,26 @@
 
 #include "audit.h"
 #include "auth.h"
+#include "cluster.h"
 #include "log.h"
 #include "objects.h"
 #include "officers.h"
 #include "ops.h"
 #include "partitions.h"
+#include "repl.h"
 #include "store.h"
+
+/* Where an op may run. */
+#define OP_CHANGE 0x1	/* changes replicated state: on the master only */
+#define OP_BC 0x2	/* also on a business-continuity node */
+#define OP_NODE 0x4	/* node-to-node, from a member node only */
+#define OP_JOIN 0x8	/* from a node asking to join, or a member */
 
 struct op {
 	const char *name;
 	unsigned roles;		/* ROLE_* bits; 0: any authorised terminal */
 	bool writes;
+	unsigned where;		/* OP_* */
 	int (*fn)(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
 	    hsm_status *);
 };
@@ -172,19 +181,28 @@ list_result(cbor_item_t **res, const char *key, cbor_item_t *list, bool done,
 	    hsm_fail(st, "no_memory", "out of memory");
 }
 
+/* Every transaction records its changes for replication (repl.c). */
 int
 tx_begin(struct sess_ctx *s, hsm_status *st)
 {
-	return store_exec(s->db, "BEGIN IMMEDIATE", st);
+	if (store_exec(s->db, "BEGIN IMMEDIATE", st) != 0)
+		return -1;
+	if (repl_tx_begin(s, st) != 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 int
 tx_commit(struct sess_ctx *s, hsm_status *st)
 {
-	if (store_exec(s->db, "COMMIT", st) != 0) {
+	if (repl_tx_precommit(s, st) != 0 ||
+	    store_exec(s->db, "COMMIT", st) != 0) {
 		tx_rollback(s);
 		return -1;
 	}
+	repl_tx_end(s, true);
 	return 0;
 }
 
@@ -192,18 +210,24 @@ void
 tx_rollback(struct sess_ctx *s)
 {
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	repl_tx_end(s, false);
 }
 
 static int
 op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
     hsm_status *st)
 {
+	static const char *const names[] = { "digest", NULL };
+	const cbor_item_t *d = hsm_map_get(args, "digest");
 	struct node_meta m;
 	cbor_item_t *r;
 	time_t now = time(NULL);
 
-	if (args_allowed(args, NULL, st) != 0)
+	if (args_allowed(args, names, st) != 0)
 		return -1;
+	if (d != NULL && !hsm_cbor_is_bool(d))
+		return hsm_fail(st, "bad_request", "argument 'digest' is not "
+		    "a boolean");
 	if (store_meta(s->db, &m, st) != 0)
 		return -1;
 	if ((r = cbor_new_indefinite_map()) == NULL)
@@ -218,50 +242,68 @@ op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	    hsm_map_put_uint(r, "uptime",
 	    now > s->node->started ? (uint64_t)(now - s->node->started) : 0) ||
 	    hsm_map_put_str(r, "host_key", s->node->hostkey_fp) != 0 ||
-	    hsm_map_put_bool(r, "sandbox", m.sandbox) != 0) {
+	    hsm_map_put_bool(r, "sandbox", m.sandbox) != 0 ||
+	    hsm_map_put_str(r, "listen", s->node->listen) != 0) {
 		cbor_decref(&r);
 		return hsm_fail(st, "no_memory", "out of memory");
+	}
+	if (repl_info(s, r, d != NULL && cbor_get_bool(d), st) != 0) {
+		cbor_decref(&r);
+		return -1;
 	}
 	*res = r;
 	return 0;
 }
 
 /* Every op the node answers; sorted by name. */
+#define C OP_CHANGE
+#define AUTH_OP (OP_BC)
 static const struct op ops[] = {
-	{ "approval.cancel", 0, true, op_approval_cancel },
-	{ "approval.list", 0, false, op_approval_list },
-	{ "audit.log", ROLE_ANY, false, op_audit_log },
-	{ "audit.verify", ROLE_ANY, false, op_audit_verify },
-	{ "auth.challenge", 0, true, op_auth_challenge },
-	{ "auth.login", 0, true, op_auth_login },
-	{ "auth.logout", 0, true, op_auth_logout },
-	{ "auth.user", 0, true, op_auth_user },
-	{ "auth.whoami", 0, false, op_auth_whoami },
-	{ "key.attest", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_attest },
-	{ "key.delete", ROLE_USER, true, op_key_delete },
-	{ "key.generate", ROLE_USER, true, op_key_generate },
-	{ "key.list", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_list },
-	{ "key.purge", ROLE_SO | ROLE_PSO, true, op_key_purge },
-	{ "key.restore", ROLE_SO | ROLE_PSO, true, op_key_restore },
-	{ "key.show", ROLE_SO | ROLE_PSO | ROLE_USER, false, op_key_show },
-	{ "key.sign", ROLE_USER, false, op_key_sign },
-	{ "node.info", 0, false, op_node_info },
-	{ "officer.add", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	{ "approval.cancel", 0, true, 0, op_approval_cancel },
+	{ "approval.list", 0, false, 0, op_approval_list },
+	{ "audit.log", ROLE_ANY, false, 0, op_audit_log },
+	{ "audit.verify", ROLE_ANY, false, 0, op_audit_verify },
+	{ "auth.challenge", 0, true, AUTH_OP, op_auth_challenge },
+	{ "auth.login", 0, true, AUTH_OP, op_auth_login },
+	{ "auth.logout", 0, true, AUTH_OP, op_auth_logout },
+	{ "auth.user", 0, true, 0, op_auth_user },
+	{ "auth.whoami", 0, false, AUTH_OP, op_auth_whoami },
+	{ "cluster.admit", ROLE_SO, true, C, op_cluster_admit },
+	{ "cluster.join", 0, false, OP_JOIN, op_cluster_join },
+	{ "cluster.promote", ROLE_SO, false, 0, op_cluster_promote },
+	{ "key.attest", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0,
+	    op_key_attest },
+	{ "key.delete", ROLE_USER, true, C, op_key_delete },
+	{ "key.generate", ROLE_USER, true, C, op_key_generate },
+	{ "key.list", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0, op_key_list },
+	{ "key.purge", ROLE_SO | ROLE_PSO, true, C, op_key_purge },
+	{ "key.restore", ROLE_SO | ROLE_PSO, true, C, op_key_restore },
+	{ "key.show", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0, op_key_show },
+	{ "key.sign", ROLE_USER, false, 0, op_key_sign },
+	{ "node.info", 0, false, OP_BC, op_node_info },
+	{ "officer.add", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true, C,
 	    op_officer_add },
-	{ "officer.list", ROLE_ANY, false, op_officer_list },
-	{ "officer.remove", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	{ "officer.list", ROLE_ANY, false, 0, op_officer_list },
+	{ "officer.remove", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true, C,
 	    op_officer_remove },
-	{ "partition.create", ROLE_SO, true, op_partition_create },
-	{ "partition.delete", ROLE_SO, true, op_partition_delete },
-	{ "partition.get", ROLE_SO | ROLE_PSO, false, op_partition_get },
-	{ "partition.list", ROLE_ANY, false, op_partition_list },
-	{ "partition.secret", ROLE_SO | ROLE_PSO, true, op_partition_secret },
-	{ "partition.set", ROLE_SO | ROLE_PSO, true, op_partition_set },
-	{ "partition.show", ROLE_SO | ROLE_PSO, false, op_partition_show },
-	{ "quorum.set", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true,
+	{ "partition.create", ROLE_SO, true, C, op_partition_create },
+	{ "partition.delete", ROLE_SO, true, C, op_partition_delete },
+	{ "partition.get", ROLE_SO | ROLE_PSO, false, 0, op_partition_get },
+	{ "partition.list", ROLE_ANY, false, 0, op_partition_list },
+	{ "partition.secret", ROLE_SO | ROLE_PSO, true, C,
+	    op_partition_secret },
+	{ "partition.set", ROLE_SO | ROLE_PSO, true, C, op_partition_set },
+	{ "partition.show", ROLE_SO | ROLE_PSO, false, 0, op_partition_show },
+	{ "quorum.set", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true, C,
 	    op_quorum_set },
-	{ "quorum.show", ROLE_ANY, false, op_quorum_show },
+	{ "quorum.show", ROLE_ANY, false, 0, op_quorum_show },
+	{ "repl.hello", 0, false, OP_NODE, op_repl_hello },
+	{ "repl.pull", 0, false, OP_NODE, op_repl_pull },
+	{ "repl.snapshot", 0, false, OP_NODE, op_repl_snapshot },
+	{ "repl.vote", 0, false, OP_NODE, op_repl_vote },
 };
+#undef C
+#undef AUTH_OP
 
 static const struct op *
 op_find(const char *name)
@@ -299,6 +341,44 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 {
 	time_t now = time(NULL);
 	int64_t idle = store_meta_int(s->db, "idle_timeout", 900);
+	char role[16];
+
+	/* Who is asking: a terminal, a member node, a node asking to join. */
+	if (s->kind == SESS_JOINER && !(op->where & OP_JOIN))
+		return hsm_fail(st, "not_authorized", "this key may only ask "
+		    "to join the cluster");
+	if (s->kind == SESS_NODE)
+		return (op->where & (OP_NODE | OP_JOIN)) ||
+		    strcmp(op->name, "node.info") == 0 ? 0 :
+		    hsm_fail(st, "not_authorized", "%s is not for nodes",
+		    op->name);
+	if (s->kind == SESS_TERMINAL && (op->where & (OP_NODE | OP_JOIN)))
+		return hsm_fail(st, "not_authorized", "%s is for the nodes of "
+		    "the cluster only", op->name);
+	/* What this node is: only the master changes; a bc node serves
+	 * status (and, with Genesis, backups) only. */
+	repl_role(role, sizeof(role));
+	if (strcmp(role, NODE_JOINING) == 0 && strcmp(op->name,
+	    "node.info") != 0)
+		return hsm_fail(st, "node_role", "node %s has not been "
+		    "admitted to its cluster yet (hsmctl cluster admit %s, on "
+		    "the master)", s->node->name, s->node->name);
+	if (strcmp(role, NODE_MASTER) != 0 && !(op->where & OP_BC)) {
+		char master[HSM_NAME_MAX + 1];
+		struct repl_view v;
+
+		repl_view_get(&v);
+		snprintf(master, sizeof(master), "%s", v.master);
+		if (strcmp(role, NODE_BC) == 0)
+			return hsm_fail(st, "node_role", "node %s is a "
+			    "business-continuity node: it serves node info, "
+			    "node list and cluster status only", s->node->name);
+		if (op->where & OP_CHANGE)
+			return hsm_fail(st, "not_master", "node %s is a clone: "
+			    "changes go to the master%s%s%s", s->node->name,
+			    master[0] ? " (" : "", master, master[0] ? ")" :
+			    " (none is reachable: master unavailable)");
+	}
 
 	if (s->role[0] != '\0' && now - s->last_use > idle) {
 		log_info("%s: %s login of %s expired after %lld s idle",

@@ -2,6 +2,8 @@
 #ifndef HSMD_OPS_H
 #define HSMD_OPS_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -19,13 +21,32 @@ struct node_ctx {
 	char cluster_id[33];
 	bool sandbox;
 	unsigned char master_key[32];	/* wiped at shutdown */
+	/* A joining node learns the cluster's master key when admitted. */
+	_Atomic bool master_key_ready;
+	char listen[300];	/* HOST:PORT this node serves on */
 	struct evp_pkey_st *attest;	/* Ed25519 attestation key */
 };
+
+/* Who is at the other end of an SSH session. */
+enum sess_kind {
+	SESS_TERMINAL,		/* an authorised terminal key */
+	SESS_NODE,		/* a member node of the cluster */
+	SESS_JOINER,		/* an unknown key: may only ask to join */
+};
+
+struct repl_tx;
+struct snap_cursor;
 
 /* One SSH session of one terminal, and the role logged in on it. */
 struct sess_ctx {
 	const struct node_ctx *node;
 	sqlite3 *db;
+	enum sess_kind kind;
+	char peer_key[160];	/* "ssh-ed25519 BASE64" of the client key */
+	char peer_fp[64];	/* its fingerprint */
+	char peer_node[HSM_NAME_MAX + 1];	/* a member's name */
+	struct repl_tx *tx;	/* the changeset of the open transaction */
+	struct snap_cursor *snap;	/* a snapshot being served */
 	char peer[64];		/* "ADDR:PORT" of the client */
 	char term_fp[64];	/* terminal key fingerprint */
 	char id[17];		/* random, names the session in the audit log */

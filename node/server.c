@@ -40,6 +40,8 @@
 #include "nodedir.h"
 #include "objects.h"
 #include "ops.h"
+#include "peer.h"
+#include "repl.h"
 #include "server.h"
 #include "store.h"
 
@@ -74,18 +76,50 @@ struct conn {
 	size_t flen;		/* payload length once the header is in */
 };
 
+/* Is this key a member node's?  Then name it. */
+static bool
+member_key(struct conn *c, const char *fp)
+{
+	sqlite3_stmt *q = NULL;
+	bool found = false;
+
+	if (c->ctx.db == NULL || sqlite3_prepare_v2(c->ctx.db, "SELECT name "
+	    "FROM nodes WHERE host_key = ?1 AND name != ?2", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return false;
+	sqlite3_bind_text(q, 1, fp, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, c->ctx.node->name, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		snprintf(c->ctx.peer_node, sizeof(c->ctx.peer_node), "%s",
+		    sql_text(q, 0));
+		found = true;
+	}
+	sqlite3_finalize(q);
+	return found;
+}
+
 static int
 auth_pubkey(ssh_session session, const char *user, struct ssh_key_struct *pub,
     char state, void *userdata)
 {
 	struct conn *c = userdata;
-	char fp[64] = "?";
+	enum sess_kind kind;
+	char fp[64] = "?", role[16];
+	char *b64 = NULL;
 
 	(void)session;
-	(void)user;
 	key_fingerprint(pub, fp, sizeof(fp), NULL);
+	repl_role(role, sizeof(role));
 	/* Checked at the probe stage too, so unknown keys learn nothing more. */
-	if (!authkeys_allowed(c->ctx.node->dir, pub)) {
+	if (authkeys_allowed(c->ctx.node->dir, pub))
+		kind = SESS_TERMINAL;
+	else if (member_key(c, fp))
+		kind = SESS_NODE;
+	else if (user != NULL && strcmp(user, HSM_JOIN_USER) == 0 &&
+	    strcmp(role, NODE_MASTER) == 0 &&
+	    ssh_key_type(pub) == SSH_KEYTYPE_ED25519)
+		kind = SESS_JOINER;	/* any key, but it may only ask to join */
+	else {
 		if (state == SSH_PUBLICKEY_STATE_VALID)
 			log_info("%s: refused terminal key %s", c->ctx.peer,
 			    fp);
@@ -95,9 +129,23 @@ auth_pubkey(ssh_session session, const char *user, struct ssh_key_struct *pub,
 		return SSH_AUTH_SUCCESS;
 	if (state != SSH_PUBLICKEY_STATE_VALID)
 		return SSH_AUTH_DENIED;
+	if (ssh_pki_export_pubkey_base64(pub, &b64) != SSH_OK)
+		return SSH_AUTH_DENIED;
+	snprintf(c->ctx.peer_key, sizeof(c->ctx.peer_key), "%s %s",
+	    ssh_key_type_to_char(ssh_key_type(pub)), b64);
+	ssh_string_free_char(b64);
+	snprintf(c->ctx.peer_fp, sizeof(c->ctx.peer_fp), "%s", fp);
+	c->ctx.kind = kind;
 	c->authenticated = true;
 	snprintf(c->ctx.term_fp, sizeof(c->ctx.term_fp), "%s", fp);
-	log_info("%s: terminal key %s accepted", c->ctx.peer, fp);
+	if (kind == SESS_TERMINAL)
+		log_info("%s: terminal key %s accepted", c->ctx.peer, fp);
+	else if (kind == SESS_NODE)
+		log_debug("%s: node %s connected", c->ctx.peer,
+		    c->ctx.peer_node);
+	else
+		log_info("%s: unknown key %s: may ask to join", c->ctx.peer,
+		    fp);
 	return SSH_AUTH_SUCCESS;
 }
 
@@ -364,8 +412,10 @@ out:
 	}
 	ssh_disconnect(c.session);
 	ssh_free(c.session);
-	if (c.ctx.db != NULL)
-		objects_session_end(c.ctx.db, c.ctx.id);
+	if (c.ctx.db != NULL) {
+		repl_session_end(&c.ctx);
+		objects_session_end(&c.ctx, c.ctx.id);
+	}
 	store_close(&c.ctx.db);
 	free(c.rbuf);
 	log_debug("%s: disconnected", c.ctx.peer);
@@ -407,7 +457,8 @@ reap(struct worker **list, bool all)
 }
 
 static int
-write_addr_file(const char *dir, int fd, const char *host, hsm_status *st)
+write_addr_file(const char *dir, int fd, const char *host, char *listen,
+    size_t listenlen, hsm_status *st)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -425,7 +476,8 @@ write_addr_file(const char *dir, int fd, const char *host, hsm_status *st)
 	else
 		snprintf(line, sizeof(line), "%s:%d\n", host, port);
 	snprintf(path, sizeof(path), "%s/hsmd.addr", dir);
-	log_info("listening on %.*s", (int)strlen(line) - 1, line);
+	snprintf(listen, listenlen, "%.*s", (int)strlen(line) - 1, line);
+	log_info("listening on %s", listen);
 	return fs_write_atomic(path, line, strlen(line), 0644, st);
 }
 
@@ -534,6 +586,51 @@ load_attest_key(const char *dir, EVP_PKEY **out, hsm_status *st)
 	return 0;
 }
 
+/*
+ * Before serving: drop the session objects of sessions that died with the
+ * last run, and keep this node's address in the membership current.
+ * Both are replicated changes, so only a master makes them; replicas
+ * report their address when they pull.
+ */
+static int
+server_prepare(struct node_ctx *node, hsm_status *st)
+{
+	struct sess_ctx s;
+	char role[16];
+	sqlite3_stmt *q = NULL;
+	int r = -1;
+
+	repl_role(role, sizeof(role));
+	if (strcmp(role, NODE_MASTER) != 0)
+		return 0;
+	memset(&s, 0, sizeof(s));
+	s.node = node;
+	snprintf(s.id, sizeof(s.id), "startup");
+	snprintf(s.peer, sizeof(s.peer), "hsmd");
+	if (store_open(node->dir, false, &s.db, st) != 0)
+		return -1;
+	objects_session_end(&s, NULL);
+	if (tx_begin(&s, st) != 0)
+		goto out;
+	if (sqlite3_prepare_v2(s.db, "UPDATE nodes SET addr = ?2 WHERE name = "
+	    "?1 AND addr != ?2", -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(q, 1, node->name, -1, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_text(q, 2, node->listen, -1, SQLITE_STATIC) !=
+	    SQLITE_OK || sqlite3_step(q) != SQLITE_DONE) {
+		hsm_fail(st, "io", "store: %s", sqlite3_errmsg(s.db));
+		tx_rollback(&s);
+		goto out;
+	}
+	if (tx_commit(&s, st) != 0)
+		goto out;
+	r = 0;
+out:
+	sqlite3_finalize(q);
+	store_close(&s.db);
+	return r;
+}
+
 /* HOST:PORT as everywhere, plus port 0 for "any free port" (tests use it). */
 static int
 parse_listen(const char *s, char *host, size_t hostlen, int *port,
@@ -570,7 +667,7 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	char host[256], keypath[4096], lockpath[4096], addrpath[4096];
 	char pidpath[4096];
 	int port, lockfd = -1, r = -1;
-	bool no = false;
+	bool no = false, ssh_ready = false;
 
 	memset(&node, 0, sizeof(node));
 	node.dir = dir;
@@ -601,10 +698,14 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	snprintf(node.cluster_id, sizeof(node.cluster_id), "%s",
 	    meta.cluster_id);
 	node.sandbox = meta.sandbox;
-	/* Session objects of a node that stopped abruptly are gone too. */
-	objects_session_end(db, NULL);
-	if (load_master_key(dir, node.master_key, st) != 0 ||
-	    load_attest_key(dir, &node.attest, st) != 0)
+	repl_set_role(meta.role);
+	/* A joining node learns the master key when it is admitted. */
+	if (strcmp(meta.role, NODE_JOINING) != 0) {
+		if (load_master_key(dir, node.master_key, st) != 0)
+			goto out;
+		atomic_store(&node.master_key_ready, true);
+	}
+	if (load_attest_key(dir, &node.attest, st) != 0)
 		goto out;
 	store_close(&db);
 	if (ssh_pki_import_privkey_file(keypath, NULL, NULL, NULL,
@@ -638,7 +739,8 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 		    ssh_get_error(bind));
 		goto out;
 	}
-	if (write_addr_file(dir, ssh_bind_get_fd(bind), host, st) != 0)
+	if (write_addr_file(dir, ssh_bind_get_fd(bind), host, node.listen,
+	    sizeof(node.listen), st) != 0)
 		goto out;
 	if (!foreground && daemonize(pidpath, st) != 0)
 		goto out;
@@ -656,6 +758,13 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	if (hsm_init(st) != 0)
+		goto out;
+	ssh_ready = true;
+	/* A master that was down through a promotion steps down first. */
+	peer_startup_check(&node);
+	if (server_prepare(&node, st) != 0 || peer_start(&node, st) != 0)
+		goto out;
 	log_info("node %s of cluster %s (%s, epoch %llu), host key %s",
 	    meta.node, meta.cluster, meta.role,
 	    (unsigned long long)meta.epoch, node.hostkey_fp);
@@ -705,7 +814,10 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	r = 0;
 out:
 	atomic_store(&stopping, 1);
+	peer_stop();
 	reap(&workers, true);
+	if (ssh_ready)
+		hsm_cleanup();
 	if (bind != NULL)
 		ssh_bind_free(bind);
 	ssh_key_free(hostkey);

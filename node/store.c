@@ -63,7 +63,24 @@ static const char schema[] =
     "  extractable INTEGER NOT NULL, sensitive INTEGER NOT NULL,"
     "  session TEXT, state TEXT NOT NULL, created INTEGER NOT NULL,"
     "  pub BLOB, priv BLOB NOT NULL, size INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS objects_partition ON objects (partition);";
+    "CREATE INDEX IF NOT EXISTS objects_partition ON objects (partition);"
+    /* Cluster membership (replicated): a node's host key is also the key
+     * it authenticates with to the others. */
+    "CREATE TABLE IF NOT EXISTS nodes ("
+    "  name TEXT PRIMARY KEY, role TEXT NOT NULL, addr TEXT NOT NULL,"
+    "  host_key TEXT NOT NULL, pubkey TEXT NOT NULL,"
+    "  added INTEGER NOT NULL);"
+    /* The replication log (local): each committed change as an SQLite
+     * changeset, with the audit entries of the master that made it. */
+    "CREATE TABLE IF NOT EXISTS replog ("
+    "  seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,"
+    "  time_ms INTEGER NOT NULL, changes BLOB NOT NULL,"
+    "  audit BLOB NOT NULL, applied_ms INTEGER);"
+    /* Join requests waiting for cluster admit (local to the master). */
+    "CREATE TABLE IF NOT EXISTS join_requests ("
+    "  name TEXT PRIMARY KEY, role TEXT NOT NULL, addr TEXT NOT NULL,"
+    "  host_key TEXT NOT NULL, pubkey TEXT NOT NULL,"
+    "  requested INTEGER NOT NULL);";
 
 /* Columns added after a table first shipped: added where missing. */
 static const char *const added_columns[] = {
@@ -71,6 +88,7 @@ static const char *const added_columns[] = {
 	"ALTER TABLE partitions ADD COLUMN secret_salt BLOB",
 	"ALTER TABLE partitions ADD COLUMN secret_hash BLOB",
 	"ALTER TABLE partitions ADD COLUMN secret_rotated INTEGER",
+	"ALTER TABLE replog ADD COLUMN applied_ms INTEGER",
 };
 
 int
@@ -281,4 +299,20 @@ store_meta_set(sqlite3 *db, const char *key, const char *value,
 		r = 0;
 	sqlite3_finalize(s);
 	return r;
+}
+
+void
+store_meta_text(sqlite3 *db, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *s = NULL;
+
+	buf[0] = '\0';
+	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(s,
+		    0));
+	sqlite3_finalize(s);
 }

@@ -34,6 +34,8 @@ int store_init_meta(sqlite3 *db, const struct node_meta *m, hsm_status *st);
 int store_meta(sqlite3 *db, struct node_meta *m, hsm_status *st);
 /* A numeric setting from meta, or dflt when absent. */
 int64_t store_meta_int(sqlite3 *db, const char *key, int64_t dflt);
+/* A text setting from meta into buf; "" when absent. */
+void store_meta_text(sqlite3 *db, const char *key, char *buf, size_t len);
 int store_meta_set(sqlite3 *db, const char *key, const char *value,
     hsm_status *st);
 

@@ -639,7 +639,7 @@ case_info_json() {
 	    're.fullmatch("[0-9a-f]{32}", d["cluster_id"]) is not None' \
 	    'd["role"] == "master"' \
 	    'type(d["epoch"]) is int and d["epoch"] == 1' \
-	    'type(d["last_seq"]) is int and d["last_seq"] == 0' \
+	    'type(d["last_seq"]) is int and d["last_seq"] >= 0' \
 	    "d['version'] == '$VERSION'" \
 	    'type(d["uptime"]) is int and 0 <= d["uptime"] < 600' \
 	    "d['host_key'] == '$fp'" \
@@ -1876,9 +1876,9 @@ mk_wrapper() {
 }
 
 BASH_WANT='[hsmctl no] node
-[hsmctl node ] info
+[hsmctl node ] info list
 [hsmctl node in] info
-[hsmctl help node ] info
+[hsmctl help node ] info list
 [hsmctl -o ] text json
 [hsmctl -n ] n1 n2
 [hsmctl -n n1 -o j] json
@@ -1934,7 +1934,7 @@ SCRIPT
 }
 
 ZSH_WANT='[hsmctl no] node
-[hsmctl node ] info
+[hsmctl node ] info,list
 [hsmctl help n] node
 [hsmctl -o ] text,json
 [hsmctl -n ] n1,n2
