@@ -125,6 +125,7 @@ $(O)/tests/unit/%: tests/unit/%.c $(ALIB) $(CLI_LIB_OBJ)
 		$(CLI_LIB_OBJ) $(ALIB) $(TEST_LIBS) $(CLI_LIBS) $(LIB_LIBS)
 
 $(O)/tests/so_smoke: tests/so_smoke.c $(SOLIB) $(O)/lib/libhsmctl.so
+	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS_SAN) -o $@ $< -L$(O)/lib -lhsmctl -Wl,-rpath,'$$ORIGIN/../lib'
 

@@ -31,6 +31,7 @@ enum arg_kind {
 	K_PROFILE,	/* a partition profile */
 	K_OBJTYPE,	/* a partition key's type: rsa-2048|...|aes-256 */
 	K_API,		/* jce|cng|pkcs11|rest */
+	K_BACKUP,	/* a backup id (from the node) */
 };
 
 #define ARG_OPTIONAL 0x1
@@ -131,7 +132,8 @@ struct ctx {
 	char captured_op[HSM_OP_MAX + 1];
 	cbor_item_t *captured_args;
 	cbor_item_t *op_approval;	/* --approval files for one op */
-	cbor_item_t *live[2];	/* shell completion cache: partitions, officers */
+	cbor_item_t *live[3];	/* shell completion cache: partitions,
+				 * officers, backups */
 	const char *source;	/* batch file name, for "FILE:LINE:" */
 	size_t lineno;		/* batch line, 0 outside a batch */
 };
@@ -182,6 +184,15 @@ int cmd_help(struct ctx *, const struct inv *, hsm_status *);
 int cmd_node_info(struct ctx *, const struct inv *, hsm_status *);
 int cmd_node_list(struct ctx *, const struct inv *, hsm_status *);
 int cmd_cluster_status(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_create(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_list(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_show(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_verify(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_download(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_upload(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_restore(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_prune(struct ctx *, const struct inv *, hsm_status *);
+int cmd_backup_schedule(struct ctx *, const struct inv *, hsm_status *);
 int cmd_cluster_promote(struct ctx *, const struct inv *, hsm_status *);
 int cmd_cluster_admit(struct ctx *, const struct inv *, hsm_status *);
 int cmd_list_commands(struct ctx *, const struct inv *, hsm_status *);

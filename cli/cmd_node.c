@@ -25,6 +25,10 @@ static const struct kv_label node_labels[] = {
 	{ "replication_error", "replication error", KV_PLAIN },
 	{ "master_seq", "master sequence", KV_PLAIN },
 	{ "digest", "state digest", KV_PLAIN },
+	{ "cluster_key", "cluster key", KV_PLAIN },
+	{ "backup_schedule", "backup schedule", KV_PLAIN },
+	{ "last_backup", "last backup", KV_TIME },
+	{ "next_backup", "next backup", KV_TIME },
 	{ NULL, NULL, 0 },
 };
 

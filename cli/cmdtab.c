@@ -179,6 +179,41 @@ static const struct cmd_opt info_opts[] = {
 	{ NULL, NULL, 0, 0, NULL },
 };
 
+static const struct cmd_arg backup_id_args[] = {
+	{ "ID", K_BACKUP, 0 },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_arg backup_id_opt_args[] = {
+	{ "ID", K_BACKUP, ARG_OPTIONAL },
+	{ NULL, 0, 0 },
+};
+static const struct cmd_opt backup_part_opts[] = {
+	{ "partition", "P", K_PARTITION, OPT_REPEAT,
+	    "only this partition (repeatable); default: the whole node" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt backup_verify_opts[] = {
+	{ "file", "FILE", K_FILE, 0,
+	    "check a backup file here (structure and the cluster's signature)" },
+	{ "cluster-key", "HEX", K_WORD, 0,
+	    "the cluster's public key (node info), to check --file offline" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt backup_download_opts[] = {
+	{ "out", "FILE", K_FILE, OPT_REQUIRED,
+	    "write it here (a new file; FILE.part until complete)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt backup_prune_opts[] = {
+	{ "keep-days", "N", K_WORD, 0, "keep the last N days (default 10)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt backup_schedule_opts[] = {
+	{ "daily", "HH:MM", K_WORD, 0, "take a backup every day at HH:MM UTC" },
+	{ "off", NULL, K_WORD, 0, "take no scheduled backups" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+
 /* Sorted by words; help lists them in this order. */
 const struct cmd commands[] = {
 	{ .words = "approval cancel", .args = id_args, .role = "-",
@@ -204,6 +239,42 @@ const struct cmd commands[] = {
 	{ .words = "audit verify", .role = "any", .connects = true,
 	    .help = "check the audit log's hash chain",
 	    .fn = cmd_audit_verify },
+	{ .words = "backup create", .opts = backup_part_opts,
+	    .role = "genesis", .connects = true, .route = ROUTE_MASTER,
+	    .help = "back up the node, or some partitions, to a file on the "
+	    "node", .fn = cmd_backup_create },
+	{ .words = "backup download", .args = backup_id_args,
+	    .opts = backup_download_opts, .role = "genesis", .connects = true,
+	    .route = ROUTE_MASTER, .help = "copy a backup from the node to a "
+	    "file here", .fn = cmd_backup_download },
+	{ .words = "backup list", .role = "genesis", .connects = true,
+	    .route = ROUTE_MASTER, .help = "list the backups kept on the node",
+	    .fn = cmd_backup_list },
+	{ .words = "backup prune", .opts = backup_prune_opts,
+	    .role = "genesis", .connects = true, .route = ROUTE_MASTER,
+	    .help = "delete the backups older than the retention (10 days)",
+	    .fn = cmd_backup_prune },
+	{ .words = "backup restore", .args = backup_id_args,
+	    .opts = backup_part_opts, .role = "genesis", .writes = true,
+	    .connects = true, .help = "verify a backup whole, then put the "
+	    "node (or partitions) back to it", .fn = cmd_backup_restore },
+	{ .words = "backup schedule", .opts = backup_schedule_opts,
+	    .role = "genesis", .connects = true, .route = ROUTE_MASTER,
+	    .help = "take backups daily on the node, or stop",
+	    .fn = cmd_backup_schedule },
+	{ .words = "backup show", .args = backup_id_args, .role = "genesis",
+	    .connects = true, .route = ROUTE_MASTER,
+	    .help = "show a backup's header, size and verification",
+	    .fn = cmd_backup_show },
+	{ .words = "backup upload", .args = file_args, .role = "genesis",
+	    .connects = true, .route = ROUTE_MASTER,
+	    .help = "copy a backup file to the node (verified there)",
+	    .fn = cmd_backup_upload },
+	{ .words = "backup verify", .args = backup_id_opt_args,
+	    .opts = backup_verify_opts, .role = "genesis", .connects = true,
+	    .route = ROUTE_MASTER, .help = "check every chunk and the "
+	    "signature of a backup (ID on the node, or --file)",
+	    .fn = cmd_backup_verify },
 	{ .words = "cluster admit", .args = node_args, .opts = admit_opts,
 	    .role = "so", .writes = true, .connects = true,
 	    .help = "let a node that asked to join (hsmd init --join) into "

@@ -182,6 +182,9 @@ offer_kind(struct ctx *ctx, enum arg_kind kind, const struct out *o)
 	case K_OFFICER:
 		offer_live(ctx, 1, "officer.list", "officers", "name", o);
 		break;
+	case K_BACKUP:
+		offer_live(ctx, 2, "backup.list", "backups", "id", o);
+		break;
 	default:
 		break;	/* files and free text: the shell's own completion */
 	}

@@ -201,6 +201,14 @@ const char *hsm_conn_fingerprint(const struct hsm_conn *conn);
  */
 int hsm_call(struct hsm_conn *conn, const char *op, const cbor_item_t *args,
     cbor_item_t **result, hsm_status *st);
+/*
+ * The two halves of hsm_call, for streaming: several requests may be sent
+ * before their answers are read, which come back in the order sent.
+ */
+int hsm_call_send(struct hsm_conn *conn, const char *op,
+    const cbor_item_t *args, uint64_t *id, hsm_status *st);
+int hsm_call_recv(struct hsm_conn *conn, uint64_t id, cbor_item_t **result,
+    hsm_status *st);
 /* Raw frame I/O, for streaming and tests. */
 int hsm_conn_write(struct hsm_conn *conn, const unsigned char *buf,
     size_t len, hsm_status *st);
@@ -209,6 +217,67 @@ int hsm_conn_read_frame(struct hsm_conn *conn, unsigned char **payload,
 
 /* The SSH user a new node asks to join a cluster as (hsmd init --join). */
 #define HSM_JOIN_USER "hsmd-join"
+
+/* ---- backup files (backup.c; doc/backup-format.md) -------------------- */
+
+#define HSM_BACKUP_FORMAT 1
+#define HSM_BACKUP_CHUNK_DEFAULT (1024 * 1024)
+#define HSM_BACKUP_CHUNK_MAX (8 * 1024 * 1024)
+#define HSM_BACKUP_SCOPE_MAX 64
+
+struct evp_pkey_st;
+
+struct hsm_backup_header {
+	uint32_t format;
+	char id[33];			/* 32 hex digits */
+	char cluster[HSM_NAME_MAX + 1];
+	char cluster_id[33];
+	char node[HSM_NAME_MAX + 1];	/* the node that made it */
+	char **partitions;		/* the scope; none: the whole node */
+	size_t npartitions;
+	int64_t created;		/* seconds since the epoch */
+	uint64_t seq, epoch;		/* the state it holds */
+	uint32_t chunk_size;		/* largest plaintext of a chunk */
+	unsigned char salt[32];		/* of this backup's key */
+};
+void hsm_backup_header_clear(struct hsm_backup_header *h);
+
+/*
+ * Writing: the header at open, then chunks of plaintext (none empty, at
+ * most chunk_size), then close writes the end marker and the signature
+ * (sign: the cluster's Ed25519 key).  bkey: the cluster's backup key.
+ */
+typedef struct hsm_backup_writer hsm_backup_writer;
+int hsm_backup_writer_open(int fd, const struct hsm_backup_header *h,
+    const unsigned char bkey[32], struct evp_pkey_st *sign,
+    hsm_backup_writer **w, hsm_status *st);
+int hsm_backup_writer_chunk(hsm_backup_writer *w, const unsigned char *p,
+    size_t n, hsm_status *st);
+int hsm_backup_writer_close(hsm_backup_writer *w, uint64_t *bytes,
+    hsm_status *st);
+void hsm_backup_writer_free(hsm_backup_writer **w);
+
+/*
+ * Reading: open parses the header (bounds on every field); next gives
+ * each chunk's plaintext (valid until the next call; none without bkey,
+ * which checks structure only) until *done; finish checks the signature
+ * (pub NULL: only that one is there) and that nothing follows.  Every
+ * failure is code "integrity" naming what failed.
+ */
+typedef struct hsm_backup_reader hsm_backup_reader;
+int hsm_backup_reader_open(int fd, const unsigned char *bkey,
+    hsm_backup_reader **r, struct hsm_backup_header *h, hsm_status *st);
+int hsm_backup_reader_next(hsm_backup_reader *r, const unsigned char **p,
+    size_t *n, bool *done, hsm_status *st);
+int hsm_backup_reader_finish(hsm_backup_reader *r, struct evp_pkey_st *pub,
+    hsm_status *st);
+uint64_t hsm_backup_reader_bytes(const hsm_backup_reader *r);
+uint64_t hsm_backup_reader_chunks(const hsm_backup_reader *r);
+void hsm_backup_reader_free(hsm_backup_reader **r);
+/* The whole file at once: open, every chunk, finish. */
+int hsm_backup_verify_fd(int fd, const unsigned char *bkey,
+    struct evp_pkey_st *pub, struct hsm_backup_header *h, uint64_t *chunks,
+    hsm_status *st);
 
 /* ---- officer credentials (officer.c) ---------------------------------- */
 

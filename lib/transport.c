@@ -25,6 +25,7 @@
 #define DEFAULT_TIMEOUT_MS 5000
 /* A reply may take a while (a durable commit, a backup); a dead node not. */
 #define REPLY_TIMEOUT_MS 120000
+#define CHANNEL_WINDOW (32u * 1024 * 1024)
 #define SSH_USER "hsmctl"
 
 struct hsm_conn {
@@ -379,7 +380,10 @@ hsm_conn_open(const struct hsm_conn_opts *o, struct hsm_conn **out,
 			    "(hsmd authorize)", c->where, o->terminal_key);
 		goto fail;
 	}
-	if ((c->chan = libssh2_channel_open_session(c->sess)) == NULL) {
+	/* A wide window: backups stream megabytes per answer. */
+	if ((c->chan = libssh2_channel_open_ex(c->sess, "session",
+	    sizeof("session") - 1, CHANNEL_WINDOW,
+	    LIBSSH2_CHANNEL_PACKET_DEFAULT, NULL, 0)) == NULL) {
 		hsm_fail(st, "connection_lost", "cannot open a channel to %s: "
 		    "%s", c->where, ssh_error(c->sess));
 		goto fail;
@@ -506,21 +510,37 @@ hsm_conn_read_frame(struct hsm_conn *c, unsigned char **payload, size_t *len,
 }
 
 int
-hsm_call(struct hsm_conn *c, const char *op, const cbor_item_t *args,
-    cbor_item_t **result, hsm_status *st)
+hsm_call_send(struct hsm_conn *c, const char *op, const cbor_item_t *args,
+    uint64_t *idp, hsm_status *st)
+{
+	unsigned char *frame = NULL;
+	size_t flen = 0;
+	uint64_t id = ++c->next_id;
+	int r;
+
+	if (hsm_request_encode(id, op, args, &frame, &flen, st) != 0)
+		return -1;
+	r = hsm_conn_write(c, frame, flen, st);
+	/* Requests may carry a secret (an API secret). */
+	OPENSSL_cleanse(frame, flen);
+	free(frame);
+	if (r == 0)
+		*idp = id;
+	return r;
+}
+
+int
+hsm_call_recv(struct hsm_conn *c, uint64_t id, cbor_item_t **result,
+    hsm_status *st)
 {
 	struct hsm_response resp;
-	unsigned char *frame = NULL, *payload = NULL;
-	size_t flen = 0, plen = 0;
-	uint64_t id = ++c->next_id;
+	unsigned char *payload = NULL;
+	size_t plen = 0;
 	int r = -1;
 
 	*result = NULL;
 	memset(&resp, 0, sizeof(resp));
-	if (hsm_request_encode(id, op, args, &frame, &flen, st) != 0)
-		return -1;
-	if (hsm_conn_write(c, frame, flen, st) != 0 ||
-	    hsm_conn_read_frame(c, &payload, &plen, st) != 0 ||
+	if (hsm_conn_read_frame(c, &payload, &plen, st) != 0 ||
 	    hsm_response_decode(payload, plen, &resp, st) != 0)
 		goto out;
 	if (resp.id != id) {
@@ -538,12 +558,21 @@ hsm_call(struct hsm_conn *c, const char *op, const cbor_item_t *args,
 	r = 0;
 out:
 	hsm_response_clear(&resp);
-	/* Requests and answers may carry a secret (an API secret). */
-	if (frame != NULL)
-		OPENSSL_cleanse(frame, flen);
+	/* Answers may carry a secret too. */
 	if (payload != NULL)
 		OPENSSL_cleanse(payload, plen);
-	free(frame);
 	free(payload);
 	return r;
+}
+
+int
+hsm_call(struct hsm_conn *c, const char *op, const cbor_item_t *args,
+    cbor_item_t **result, hsm_status *st)
+{
+	uint64_t id = 0;
+
+	*result = NULL;
+	if (hsm_call_send(c, op, args, &id, st) != 0)
+		return -1;
+	return hsm_call_recv(c, id, result, st);
 }

@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "backup.h"
 #include "cluster.h"
 #include "fsutil.h"
 #include "log.h"
@@ -57,13 +58,18 @@ read_secret(const struct node_ctx *n, const char *file, unsigned char *out,
 static int
 admission(struct sess_ctx *s, cbor_item_t *r, hsm_status *st)
 {
-	unsigned char bkey[32];
+	unsigned char bkey[32], *pem = NULL;
+	size_t pemlen = 0;
 	struct node_meta m;
 	int rc;
 
 	if (store_meta(s->db, &m, st) != 0 ||
 	    read_secret(s->node, BACKUP_KEY_FILE, bkey, sizeof(bkey), st) != 0)
 		return -1;
+	if (backup_cluster_key_pem(s->node, &pem, &pemlen, st) != 0) {
+		OPENSSL_cleanse(bkey, sizeof(bkey));
+		return -1;
+	}
 	rc = hsm_map_put_str(r, "status", "admitted") != 0 ||
 	    hsm_map_put_str(r, "cluster", m.cluster) != 0 ||
 	    hsm_map_put_str(r, "cluster_id", m.cluster_id) != 0 ||
@@ -72,8 +78,12 @@ admission(struct sess_ctx *s, cbor_item_t *r, hsm_status *st)
 	    hsm_map_put(r, "master_key", cbor_build_bytestring(
 	    s->node->master_key, sizeof(s->node->master_key))) != 0 ||
 	    hsm_map_put(r, "backup_key", cbor_build_bytestring(bkey,
-	    sizeof(bkey))) != 0;
+	    sizeof(bkey))) != 0 ||
+	    hsm_map_put(r, "cluster_key", cbor_build_bytestring(pem,
+	    pemlen)) != 0;
 	OPENSSL_cleanse(bkey, sizeof(bkey));
+	OPENSSL_cleanse(pem, pemlen);
+	free(pem);
 	return rc ? hsm_fail(st, "no_memory", "out of memory") : 0;
 }
 

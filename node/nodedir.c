@@ -14,6 +14,9 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <openssl/evp.h>
+
+#include "backup.h"
 #include "fsutil.h"
 #include "keys.h"
 #include "nodedir.h"
@@ -21,6 +24,7 @@
 #include "ops.h"
 #include "peer.h"
 #include "repl.h"
+#include "server.h"
 #include "store.h"
 
 /* An existing directory may be taken over only when it is empty. */
@@ -237,6 +241,18 @@ remove_tree(const char *tmp)
 	rmdir(tmp);
 }
 
+/* The cluster's signing key (backups), Ed25519. */
+static int
+make_cluster_key(const char *tmp, hsm_status *st)
+{
+	EVP_PKEY *k = NULL;
+
+	if (load_ed25519_key(tmp, CLUSTER_KEY_FILE, true, &k, st) != 0)
+		return -1;
+	EVP_PKEY_free(k);
+	return 0;
+}
+
 /* Ask the master to let the node being made join; nothing is kept if not. */
 static int
 request_join(const char *tmp, struct init_opts *o, hsm_status *st)
@@ -313,7 +329,8 @@ nodedir_init(struct init_opts *o, hsm_status *st)
 	memset(&hk, 0, sizeof(hk));
 	if (make_host_key(tmp, o->name, o->cluster, &hk, st) != 0 ||
 	    (o->join == NULL && (make_secret(tmp, MASTER_KEY_FILE, st) != 0 ||
-	    make_secret(tmp, BACKUP_KEY_FILE, st) != 0)) ||
+	    make_secret(tmp, BACKUP_KEY_FILE, st) != 0 ||
+	    make_cluster_key(tmp, st) != 0)) ||
 	    make_authorized_keys(tmp, o, st) != 0 ||
 	    make_store(tmp, o, &hk, st) != 0 ||
 	    fs_sync_dir(tmp, st) != 0)

@@ -67,6 +67,24 @@ param(sqlite3 *db, const char *part, const char *name, char *out, size_t len)
 	sqlite3_finalize(q);
 }
 
+/* 0: in service; 1: leaving (an exit in progress); 2: being imported. */
+int
+partition_exit_state(sqlite3 *db, const char *part)
+{
+	sqlite3_stmt *q = NULL;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT exit_state FROM partitions WHERE "
+	    "name = ?1", -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(q, 1, part, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		r = strcmp(sql_text(q, 0), "exiting") == 0 ? 1 :
+		    strcmp(sql_text(q, 0), "importing") == 0 ? 2 : 0;
+	sqlite3_finalize(q);
+	return r;
+}
+
 static bool
 param_on(sqlite3 *db, const char *part, const char *name)
 {
@@ -107,6 +125,10 @@ user_allowed(struct sess_ctx *s, hsm_status *st)
 	if (!param_on(s->db, s->partition, "api.access"))
 		return hsm_fail(st, "not_authorized", "partition %s is offline "
 		    "(api.access is off)", s->partition);
+	if (partition_exit_state(s->db, s->partition) == 2)
+		return hsm_fail(st, "read_only", "partition %s is being "
+		    "imported: usable once its source has let it go",
+		    s->partition);
 	snprintf(api, sizeof(api), "api.%s", s->api);
 	if (!param_on(s->db, s->partition, api))
 		return hsm_fail(st, "not_authorized", "partition %s does not "
@@ -330,6 +352,22 @@ out:
 	return r;
 }
 
+int
+objects_seal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st)
+{
+	return seal(n, part, id, in, len, out, outlen, st);
+}
+
+int
+objects_unseal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st)
+{
+	return unseal(n, part, id, in, len, out, outlen, st);
+}
+
 /* A new key: private part as PKCS#8 DER (or raw AES), public as SPKI DER. */
 static int
 make_key(int t, unsigned char **priv, size_t *privlen, unsigned char **pub,
@@ -413,6 +451,9 @@ op_key_generate(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	session = se != NULL && cbor_get_bool(se);
 	if ((t = type_index(type)) < 0)
 		return hsm_fail(st, "bad_value", "unknown key type '%s'", type);
+	if (partition_exit_state(s->db, part) != 0)
+		return hsm_fail(st, "read_only", "partition %s is leaving the "
+		    "cluster (an exit is in progress): read-only", part);
 	if (param_on(s->db, part, "read-only"))
 		return hsm_fail(st, "read_only", "partition %s is read-only",
 		    part);
@@ -814,6 +855,9 @@ key_change(struct sess_ctx *s, const cbor_item_t *args, const char *op,
 		if (strcmp(from, "active") != 0)
 			return hsm_fail(st, "not_found", "key %s is already "
 			    "invalidated", id);
+		if (partition_exit_state(s->db, part) != 0)
+			return hsm_fail(st, "read_only", "partition %s is "
+			    "leaving the cluster: read-only", part);
 		if (param_on(s->db, part, "read-only"))
 			return hsm_fail(st, "read_only", "partition %s is "
 			    "read-only", part);

@@ -29,6 +29,15 @@ int op_key_purge(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
 /* Objects, invalidated objects and bytes a partition uses. */
 void objects_usage(sqlite3 *db, const char *partition, int64_t *objects,
     int64_t *invalidated, int64_t *bytes);
+/* Key material sealed under the master key, AAD partition and id. */
+int objects_seal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st);
+int objects_unseal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st);
+/* 0: in service; 1: leaving (an exit in progress); 2: being imported. */
+int partition_exit_state(sqlite3 *db, const char *part);
 /* Drop a session's session objects (NULL: every session's, at start). */
 void objects_session_end(struct sess_ctx *s, const char *session);
 

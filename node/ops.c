@@ -1,8 +1,11 @@
 #include <stdio.h>
+#include <openssl/evp.h>
 #include <string.h>
 
 #include "audit.h"
 #include "auth.h"
+#include "backup.h"
+#include "exits.h"
 #include "cluster.h"
 #include "log.h"
 #include "objects.h"
@@ -155,6 +158,50 @@ sql_text(sqlite3_stmt *q, int i)
 	return t != NULL ? t : "";
 }
 
+cbor_item_t *
+sql_column_cbor(sqlite3_stmt *q, int c)
+{
+	switch (sqlite3_column_type(q, c)) {
+	case SQLITE_INTEGER: {
+		int64_t v = sqlite3_column_int64(q, c);
+
+		return v >= 0 ? cbor_build_uint64((uint64_t)v) :
+		    cbor_build_negint64((uint64_t)(-1 - v));
+	}
+	case SQLITE_TEXT:
+		return cbor_build_stringn((const char *)sqlite3_column_text(q,
+		    c), (size_t)sqlite3_column_bytes(q, c));
+	case SQLITE_BLOB:
+		return cbor_build_bytestring(sqlite3_column_blob(q, c),
+		    (size_t)sqlite3_column_bytes(q, c));
+	case SQLITE_NULL:
+		return cbor_new_null();
+	default:
+		return NULL;	/* no table holds floats */
+	}
+}
+
+int
+sql_bind_cbor(sqlite3_stmt *q, int i, const cbor_item_t *v)
+{
+	if (hsm_cbor_is_null(v))
+		return sqlite3_bind_null(q, i);
+	if (cbor_isa_uint(v))
+		return cbor_get_int(v) > INT64_MAX ? SQLITE_RANGE :
+		    sqlite3_bind_int64(q, i, (int64_t)cbor_get_int(v));
+	if (cbor_isa_negint(v))
+		return cbor_get_int(v) > INT64_MAX ? SQLITE_RANGE :
+		    sqlite3_bind_int64(q, i, -1 - (int64_t)cbor_get_int(v));
+	if (cbor_isa_string(v) && cbor_string_is_definite(v))
+		return sqlite3_bind_text(q, i,
+		    (const char *)cbor_string_handle(v),
+		    (int)cbor_string_length(v), SQLITE_STATIC);
+	if (cbor_isa_bytestring(v) && cbor_bytestring_is_definite(v))
+		return sqlite3_bind_blob(q, i, cbor_bytestring_handle(v),
+		    (int)cbor_bytestring_length(v), SQLITE_STATIC);
+	return SQLITE_MISMATCH;
+}
+
 bool
 list_push(cbor_item_t *list, cbor_item_t **e, bool ok)
 {
@@ -247,7 +294,24 @@ op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		cbor_decref(&r);
 		return hsm_fail(st, "no_memory", "out of memory");
 	}
-	if (repl_info(s, r, d != NULL && cbor_get_bool(d), st) != 0) {
+	if (s->node->cluster_key != NULL) {
+		unsigned char raw[32];
+		size_t rl = sizeof(raw);
+		char hex[65];
+
+		/* The cluster's public identity: backups verify against it. */
+		if (EVP_PKEY_get_raw_public_key(s->node->cluster_key, raw,
+		    &rl) == 1 && rl == sizeof(raw)) {
+			hsm_hex(raw, sizeof(raw), hex);
+			if (hsm_map_put_str(r, "cluster_key", hex) != 0) {
+				cbor_decref(&r);
+				return hsm_fail(st, "no_memory",
+				    "out of memory");
+			}
+		}
+	}
+	if (repl_info(s, r, d != NULL && cbor_get_bool(d), st) != 0 ||
+	    backup_info(s, r, st) != 0) {
 		cbor_decref(&r);
 		return -1;
 	}
@@ -268,9 +332,28 @@ static const struct op ops[] = {
 	{ "auth.logout", 0, true, AUTH_OP, op_auth_logout },
 	{ "auth.user", 0, true, 0, op_auth_user },
 	{ "auth.whoami", 0, false, AUTH_OP, op_auth_whoami },
+	{ "backup.create", ROLE_GENESIS, false, OP_BC, op_backup_create },
+	{ "backup.list", ROLE_GENESIS, false, OP_BC, op_backup_list },
+	{ "backup.prune", ROLE_GENESIS, false, OP_BC, op_backup_prune },
+	{ "backup.read", ROLE_GENESIS, false, OP_BC, op_backup_read },
+	{ "backup.restore", ROLE_GENESIS, true, C, op_backup_restore },
+	{ "backup.schedule", ROLE_GENESIS, false, OP_BC, op_backup_schedule },
+	{ "backup.show", ROLE_GENESIS, false, OP_BC, op_backup_show },
+	{ "backup.upload", ROLE_GENESIS, false, OP_BC, op_backup_upload },
+	{ "backup.verify", ROLE_GENESIS, false, OP_BC, op_backup_verify },
 	{ "cluster.admit", ROLE_SO, true, C, op_cluster_admit },
 	{ "cluster.join", 0, false, OP_JOIN, op_cluster_join },
 	{ "cluster.promote", ROLE_SO, false, 0, op_cluster_promote },
+	{ "exit.confirm", 0, false, C, op_exit_confirm },
+	{ "exit.delete", ROLE_SO, true, C, op_exit_delete },
+	{ "exit.export", ROLE_PSO, false, 0, op_exit_export },
+	{ "exit.export_delete", ROLE_PSO, true, C, op_exit_export_delete },
+	{ "exit.import", 0, false, C, op_exit_import },
+	{ "exit.migrate", ROLE_PSO, true, C, op_exit_migrate },
+	{ "exit.offer", 0, false, C, op_exit_offer },
+	{ "exit.resume", ROLE_SO | ROLE_PSO, true, C, op_exit_resume },
+	{ "exit.status", ROLE_SO | ROLE_PSO, false, 0, op_exit_status },
+	{ "exit.transfer", ROLE_SO, true, C, op_exit_transfer },
 	{ "key.attest", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0,
 	    op_key_attest },
 	{ "key.delete", ROLE_USER, true, C, op_key_delete },
@@ -372,7 +455,8 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 		if (strcmp(role, NODE_BC) == 0)
 			return hsm_fail(st, "node_role", "node %s is a "
 			    "business-continuity node: it serves node info, "
-			    "node list and cluster status only", s->node->name);
+			    "node list, cluster status and, to Genesis, "
+			    "backups only", s->node->name);
 		if (op->where & OP_CHANGE)
 			return hsm_fail(st, "not_master", "node %s is a clone: "
 			    "changes go to the master%s%s%s", s->node->name,

@@ -25,6 +25,9 @@ struct node_ctx {
 	_Atomic bool master_key_ready;
 	char listen[300];	/* HOST:PORT this node serves on */
 	struct evp_pkey_st *attest;	/* Ed25519 attestation key */
+	/* The cluster's: backup encryption and signing (backup.c). */
+	unsigned char backup_key[32];	/* wiped at shutdown */
+	struct evp_pkey_st *cluster_key;	/* Ed25519 */
 };
 
 /* Who is at the other end of an SSH session. */
@@ -47,6 +50,7 @@ struct sess_ctx {
 	char peer_node[HSM_NAME_MAX + 1];	/* a member's name */
 	struct repl_tx *tx;	/* the changeset of the open transaction */
 	struct snap_cursor *snap;	/* a snapshot being served */
+	struct upload *upload;	/* a backup being uploaded */
 	char peer[64];		/* "ADDR:PORT" of the client */
 	char term_fp[64];	/* terminal key fingerprint */
 	char id[17];		/* random, names the session in the audit log */
@@ -85,6 +89,10 @@ bool name_ok(const char *s);
 /* May role approve op (a state-changing op that role may run)? */
 int op_approvable(const char *op, const char *role, hsm_status *st);
 
+/* A column of the current row as CBOR (rows copied whole: snapshots,
+ * backups), and back: a CBOR value bound to a parameter. */
+cbor_item_t *sql_column_cbor(sqlite3_stmt *q, int c);
+int sql_bind_cbor(sqlite3_stmt *q, int i, const cbor_item_t *v);
 /* A text column of the current row, "" for NULL. */
 const char *sql_text(sqlite3_stmt *q, int i);
 

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "backup.h"
 #include "fsutil.h"
 #include "keys.h"
 #include "log.h"
@@ -478,6 +479,9 @@ write_secret(const struct node_ctx *n, const char *file,
 {
 	char path[4096];
 
+	if (want == 0 && v != NULL && cbor_isa_bytestring(v) &&
+	    cbor_bytestring_length(v) > 0 && cbor_bytestring_length(v) < 4096)
+		want = cbor_bytestring_length(v);	/* a PEM key */
 	if (v == NULL || !cbor_isa_bytestring(v) ||
 	    cbor_bytestring_length(v) != want)
 		return hsm_fail(st, "protocol", "the master sent no valid %s",
@@ -524,7 +528,9 @@ join_step(struct node_ctx *n, sqlite3 *db, struct repl_view *v)
 	if (write_secret(n, MASTER_KEY_FILE, hsm_map_get(r, "master_key"),
 	    MASTER_KEY_LEN, &st) != 0 ||
 	    write_secret(n, BACKUP_KEY_FILE, hsm_map_get(r, "backup_key"), 32,
-	    &st) != 0)
+	    &st) != 0 ||
+	    write_secret(n, CLUSTER_KEY_FILE, hsm_map_get(r, "cluster_key"), 0,
+	    &st) != 0 || backup_keys_load(n, false, &st) != 0)
 		goto out;
 	if ((x = hsm_map_get(r, "cluster")) == NULL || !cbor_isa_string(x) ||
 	    cbor_string_length(x) >= sizeof(cluster) ||
@@ -568,10 +574,15 @@ out:
 		cbor_decref(&a);
 	if (r != NULL) {
 		/* The admission carried the master key. */
-		x = hsm_map_get(r, "master_key");
-		if (x != NULL && cbor_isa_bytestring(x))
-			OPENSSL_cleanse(cbor_bytestring_handle(x),
-			    cbor_bytestring_length(x));
+		static const char *const secret[] = { "master_key",
+		    "backup_key", "cluster_key" };
+
+		for (size_t i = 0; i < 3; i++) {
+			x = hsm_map_get(r, secret[i]);
+			if (x != NULL && cbor_isa_bytestring(x))
+				OPENSSL_cleanse(cbor_bytestring_handle(x),
+				    cbor_bytestring_length(x));
+		}
 		cbor_decref(&r);
 	}
 	hsm_conn_close(&c);
@@ -623,9 +634,12 @@ peer_main(void *arg)
 			nap(200);
 			continue;
 		}
+		/*
+		 * Follow no master older than the newest one known.  A vote
+		 * alone is no master: after a promotion that failed, the
+		 * voters follow the master they had.
+		 */
 		fence = meta_u64(db, "epoch");
-		if (meta_u64(db, "voted_epoch") > fence)
-			fence = meta_u64(db, "voted_epoch");
 		hsm_status_clear(&st);
 		if (c == NULL && find_master(n, db, fence, &master, &c,
 		    &st) != 0) {

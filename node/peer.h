@@ -15,8 +15,6 @@
 #include "hsmctl.h"
 #include "ops.h"
 
-#define BACKUP_KEY_FILE "backup.key"
-
 struct member {
 	char name[HSM_NAME_MAX + 1];
 	char role[16];

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "audit.h"
@@ -229,7 +230,8 @@ repl_tx_precommit(struct sess_ctx *s, hsm_status *st)
 	char role[16];
 	void *cs = NULL;
 	int n = 0, r = -1;
-	unsigned char *audit = NULL;
+	unsigned char *audit = NULL, sha[32];
+	unsigned int shalen = 0;
 	size_t alen = 0;
 	uint64_t seq, epoch, retain;
 	sqlite3_stmt *q = NULL;
@@ -257,15 +259,20 @@ repl_tx_precommit(struct sess_ctx *s, hsm_status *st)
 	seq = meta_u64(s->db, "last_seq") + 1;
 	if (tx_audit(s->db, t->audit_mark, &audit, &alen, st) != 0)
 		goto out;
+	if (EVP_Digest(cs, (size_t)n, sha, &shalen, EVP_sha256(), NULL) != 1) {
+		hsm_fail(st, "internal", "SHA-256 failed");
+		goto out;
+	}
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO replog (seq, epoch, time_ms, "
-	    "changes, audit) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &q, NULL) !=
-	    SQLITE_OK)
+	    "changes, audit, applied_ms, changes_sha) VALUES (?1, ?2, ?3, ?4, "
+	    "?5, ?3, ?6)", -1, &q, NULL) != SQLITE_OK)
 		goto io;
 	sqlite3_bind_int64(q, 1, (int64_t)seq);
 	sqlite3_bind_int64(q, 2, (int64_t)epoch);
 	sqlite3_bind_int64(q, 3, repl_now_ms());
 	sqlite3_bind_blob(q, 4, cs, n, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 5, audit, (int)alen, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 6, sha, sizeof(sha), SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		goto io;
 	if (meta_set_u64(s->db, "last_seq", seq, st) != 0 ||
@@ -290,6 +297,58 @@ io:
 out:
 	sqlite3_finalize(q);
 	sqlite3_free(cs);
+	free(audit);
+	return r;
+}
+
+void
+repl_notify(void)
+{
+	pthread_mutex_lock(&mu);
+	commit_count++;
+	pthread_cond_broadcast(&committed_cv);
+	pthread_mutex_unlock(&mu);
+}
+
+int
+repl_log_resync(struct sess_ctx *s, int64_t audit_mark, hsm_status *st)
+{
+	char role[16];
+	unsigned char *audit = NULL;
+	size_t alen = 0;
+	uint64_t seq, epoch;
+	sqlite3_stmt *q = NULL;
+	int r = -1;
+
+	store_meta_text(s->db, "role", role, sizeof(role));
+	if (strcmp(role, NODE_MASTER) != 0)
+		return hsm_fail(st, "not_master", "node %s is not the master",
+		    s->node->name);
+	epoch = meta_u64(s->db, "epoch");
+	seq = meta_u64(s->db, "last_seq") + 1;
+	if (tx_audit(s->db, audit_mark, &audit, &alen, st) != 0)
+		return -1;
+	/* No changeset: the replicas take a snapshot at this point. */
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO replog (seq, epoch, time_ms, "
+	    "changes, audit, applied_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?3)", -1,
+	    &q, NULL) != SQLITE_OK)
+		goto io;
+	sqlite3_bind_int64(q, 1, (int64_t)seq);
+	sqlite3_bind_int64(q, 2, (int64_t)epoch);
+	sqlite3_bind_int64(q, 3, repl_now_ms());
+	sqlite3_bind_zeroblob(q, 4, 0);
+	sqlite3_bind_blob(q, 5, audit, (int)alen, SQLITE_STATIC);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		goto io;
+	if (meta_set_u64(s->db, "last_seq", seq, st) != 0 ||
+	    meta_set_u64(s->db, "last_epoch", epoch, st) != 0)
+		goto out;
+	r = 0;
+	goto out;
+io:
+	hsm_fail(st, "io", "replication log: %s", sqlite3_errmsg(s->db));
+out:
+	sqlite3_finalize(q);
 	free(audit);
 	return r;
 }
@@ -330,6 +389,48 @@ repl_session_end(struct sess_ctx *s)
 }
 
 /* ---- applying on a replica ------------------------------------------ */
+
+/* Only replicated tables may be touched by a change from the master. */
+static int
+apply_filter(void *ctx, const char *table)
+{
+	if (table_filter(NULL, table))
+		return 1;
+	*(bool *)ctx = true;
+	return 0;
+}
+
+/*
+ * The table headers of a changeset are whole: SQLite 3.40 loops for ever
+ * on one cut short inside a header, so that is checked first.  Each
+ * table: 'T' or 'P', a varint column count, one byte a column, the name
+ * and its NUL; then change records, which the checksum of the entry
+ * covers.
+ */
+static bool
+changeset_headers_ok(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	if (n < 4 || (p[0] != 'T' && p[0] != 'P'))
+		return false;
+	i = 1;
+	{
+		uint64_t ncol = 0;
+		int shift = 0;
+
+		do {
+			if (i >= n || shift > 28)
+				return false;
+			ncol |= (uint64_t)(p[i] & 0x7f) << shift;
+			shift += 7;
+		} while (p[i++] & 0x80);
+		if (ncol == 0 || ncol > 64 || i + ncol >= n)
+			return false;
+		i += ncol;
+	}
+	return memchr(p + i, 0, n - i) != NULL;
+}
 
 static int
 apply_conflict(void *ctx, int kind, sqlite3_changeset_iter *it)
@@ -425,9 +526,13 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 	const unsigned char *cs, *audit;
 	size_t cslen, alen;
 	sqlite3_stmt *q = NULL;
+	bool foreign = false;
 	int rc;
 
-	if (!cbor_isa_map(e) || get_u64(e, "seq", &seq, st) != 0 ||
+	if (!cbor_isa_map(e))
+		return hsm_fail(st, "protocol", "a replication entry is not a "
+		    "map");
+	if (get_u64(e, "seq", &seq, st) != 0 ||
 	    get_u64(e, "epoch", &epoch, st) != 0 ||
 	    get_u64(e, "time_ms", &time_ms, st) != 0 ||
 	    get_bytes(e, "changes", &cs, &cslen, st) != 0 ||
@@ -437,6 +542,26 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 	    epoch > INT64_MAX)
 		return hsm_fail(st, "protocol", "replication entry out of "
 		    "range");
+	if (cslen == 0)
+		return hsm_fail(st, "protocol", "replication entry %llu is a "
+		    "restore: it is taken by snapshot", (unsigned long long)seq);
+	if (!changeset_headers_ok(cs, cslen))
+		return hsm_fail(st, "protocol", "replication entry %llu: the "
+		    "changes are malformed", (unsigned long long)seq);
+	{
+		const cbor_item_t *h = hsm_map_get(e, "sha256");
+		unsigned char d[32];
+		unsigned int dl = 0;
+
+		/* Damage on the master's disk shows before anything is applied. */
+		if (h == NULL || !cbor_isa_bytestring(h) ||
+		    cbor_bytestring_length(h) != sizeof(d) ||
+		    EVP_Digest(cs, cslen, d, &dl, EVP_sha256(), NULL) != 1 ||
+		    CRYPTO_memcmp(d, cbor_bytestring_handle(h), sizeof(d)) != 0)
+			return hsm_fail(st, "integrity", "replication entry %llu: "
+			    "its changes do not match their checksum",
+			    (unsigned long long)seq);
+	}
 	last = meta_u64(db, "last_seq");
 	if (seq <= last)
 		return 0;	/* applied already: idempotent by sequence */
@@ -446,7 +571,12 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 		goto fail;
 	}
 	rc = sqlite3changeset_apply(db, (int)cslen, (void *)(uintptr_t)cs,
-	    NULL, apply_conflict, NULL);
+	    apply_filter, apply_conflict, &foreign);
+	if (rc == SQLITE_OK && foreign) {
+		hsm_fail(st, "protocol", "change %" PRIu64 " touches a table "
+		    "that is not replicated", seq);
+		goto fail;
+	}
 	if (rc != SQLITE_OK) {
 		hsm_fail(st, "diverged", "change %" PRIu64 " does not apply: "
 		    "this node's state differs from the master's (%s)", seq,
@@ -455,9 +585,11 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 	}
 	/* applied_ms - time_ms is the replication lag (make bench). */
 	if (sqlite3_prepare_v2(db, "INSERT INTO replog (seq, epoch, time_ms, "
-	    "changes, audit, applied_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", -1,
-	    &q, NULL) != SQLITE_OK)
+	    "changes, audit, applied_ms, changes_sha) VALUES (?1, ?2, ?3, ?4, "
+	    "?5, ?6, ?7)", -1, &q, NULL) != SQLITE_OK)
 		goto io;
+	sqlite3_bind_blob(q, 7, cbor_bytestring_handle(hsm_map_get(e,
+	    "sha256")), 32, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 1, (int64_t)seq);
 	sqlite3_bind_int64(q, 2, (int64_t)epoch);
 	sqlite3_bind_int64(q, 3, (int64_t)time_ms);
@@ -556,27 +688,6 @@ fail:
 	return -1;
 }
 
-static int
-bind_value(sqlite3_stmt *q, int i, const cbor_item_t *v)
-{
-	if (hsm_cbor_is_null(v))
-		return sqlite3_bind_null(q, i);
-	if (cbor_isa_uint(v))
-		return cbor_get_int(v) > INT64_MAX ? SQLITE_RANGE :
-		    sqlite3_bind_int64(q, i, (int64_t)cbor_get_int(v));
-	if (cbor_isa_negint(v))
-		return cbor_get_int(v) > INT64_MAX ? SQLITE_RANGE :
-		    sqlite3_bind_int64(q, i, -1 - (int64_t)cbor_get_int(v));
-	if (cbor_isa_string(v) && cbor_string_is_definite(v))
-		return sqlite3_bind_text(q, i,
-		    (const char *)cbor_string_handle(v),
-		    (int)cbor_string_length(v), SQLITE_STATIC);
-	if (cbor_isa_bytestring(v) && cbor_bytestring_is_definite(v))
-		return sqlite3_bind_blob(q, i, cbor_bytestring_handle(v),
-		    (int)cbor_bytestring_length(v), SQLITE_STATIC);
-	return SQLITE_MISMATCH;
-}
-
 int
 repl_snapshot_apply_page(sqlite3 *db, const cbor_item_t *page,
     hsm_status *st)
@@ -625,7 +736,7 @@ repl_snapshot_apply_page(sqlite3 *db, const cbor_item_t *page,
 		}
 		sqlite3_reset(q);
 		for (size_t c = 0; c < ncol; c++)
-			if (bind_value(q, (int)c + 1,
+			if (sql_bind_cbor(q, (int)c + 1,
 			    cbor_array_handle(row)[c]) != SQLITE_OK) {
 				hsm_fail(st, "protocol", "bad value in "
 				    "snapshot of %s", table);
@@ -700,8 +811,10 @@ repl_digest(sqlite3 *db, char out[65], hsm_status *st)
 	for (size_t t = 0; repl_tables[t] != NULL; t++) {
 		snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY 1",
 		    repl_tables[t]);
-		if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+		if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+			rc = SQLITE_ERROR;	/* every table, or no digest */
 			break;
+		}
 		EVP_DigestUpdate(md, repl_tables[t], strlen(repl_tables[t]) +
 		    1);
 		while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -891,7 +1004,7 @@ learn_epoch(struct sess_ctx *s, uint64_t epoch, const char *from,
 static cbor_item_t *
 entry_item(sqlite3_stmt *q)
 {
-	cbor_item_t *e = cbor_new_definite_map(5);
+	cbor_item_t *e = cbor_new_definite_map(6);
 
 	if (e == NULL)
 		return NULL;
@@ -903,7 +1016,9 @@ entry_item(sqlite3_stmt *q)
 	    hsm_map_put(e, "changes", cbor_build_bytestring(
 	    sqlite3_column_blob(q, 3), (size_t)sqlite3_column_bytes(q, 3))) ||
 	    hsm_map_put(e, "audit", cbor_build_bytestring(
-	    sqlite3_column_blob(q, 4), (size_t)sqlite3_column_bytes(q, 4))))
+	    sqlite3_column_blob(q, 4), (size_t)sqlite3_column_bytes(q, 4))) ||
+	    hsm_map_put(e, "sha256", cbor_build_bytestring(
+	    sqlite3_column_blob(q, 5), (size_t)sqlite3_column_bytes(q, 5))))
 		cbor_decref(&e);
 	return e;
 }
@@ -1071,8 +1186,8 @@ op_repl_pull(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		return 0;
 	}
 	if (sqlite3_prepare_v2(s->db, "SELECT seq, epoch, time_ms, changes, "
-	    "audit FROM replog WHERE seq > ?1 ORDER BY seq LIMIT ?2", -1, &q,
-	    NULL) != SQLITE_OK) {
+	    "audit, coalesce(changes_sha, x'') FROM replog WHERE seq > ?1 "
+	    "ORDER BY seq LIMIT ?2", -1, &q, NULL) != SQLITE_OK) {
 		hsm_fail(st, "io", "replication log: %s",
 		    sqlite3_errmsg(s->db));
 		goto fail;
@@ -1080,6 +1195,23 @@ op_repl_pull(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	sqlite3_bind_int64(q, 1, (int64_t)seq);
 	sqlite3_bind_int(q, 2, PULL_MAX_ENTRIES);
 	while (bytes < PULL_MAX_BYTES && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		/* A restore: no changeset; what follows needs a snapshot. */
+		if (sqlite3_column_bytes(q, 3) == 0) {
+			if (cbor_array_size(list) == 0) {
+				sqlite3_finalize(q);
+				cbor_decref(&list);
+				if (hsm_map_put_str(r, "snapshot", "restore") !=
+				    0) {
+					cbor_decref(&r);
+					return hsm_fail(st, "no_memory",
+					    "out of memory");
+				}
+				*res = r;
+				return 0;
+			}
+			rc = SQLITE_DONE;
+			break;
+		}
 		bytes += (size_t)sqlite3_column_bytes(q, 3) +
 		    (size_t)sqlite3_column_bytes(q, 4) + 64;
 		if ((uint64_t)sqlite3_column_int64(q, 0) != ++seq) {
@@ -1112,29 +1244,6 @@ fail:
 	if (r != NULL)
 		cbor_decref(&r);
 	return -1;
-}
-
-static cbor_item_t *
-column_item(sqlite3_stmt *q, int c)
-{
-	switch (sqlite3_column_type(q, c)) {
-	case SQLITE_INTEGER: {
-		int64_t v = sqlite3_column_int64(q, c);
-
-		return v >= 0 ? cbor_build_uint64((uint64_t)v) :
-		    cbor_build_negint64((uint64_t)(-1 - v));
-	}
-	case SQLITE_TEXT:
-		return cbor_build_stringn((const char *)sqlite3_column_text(q,
-		    c), (size_t)sqlite3_column_bytes(q, c));
-	case SQLITE_BLOB:
-		return cbor_build_bytestring(sqlite3_column_blob(q, c),
-		    (size_t)sqlite3_column_bytes(q, c));
-	case SQLITE_NULL:
-		return cbor_new_null();
-	default:
-		return NULL;	/* no table holds floats */
-	}
 }
 
 /*
@@ -1192,7 +1301,7 @@ op_repl_snapshot(struct sess_ctx *s, const cbor_item_t *args,
 		ok = (row = cbor_new_definite_array((size_t)nc)) != NULL;
 		for (int i = 0; ok && i < nc; i++) {
 			bytes += (size_t)sqlite3_column_bytes(c->q, i) + 8;
-			ok = cbor_array_push(row, cbor_move(column_item(c->q,
+			ok = cbor_array_push(row, cbor_move(sql_column_cbor(c->q,
 			    i)));
 		}
 		ok = list_push(rows, &row, ok);

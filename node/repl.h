@@ -36,6 +36,13 @@ void repl_set_role(const char *role);
 int repl_tx_begin(struct sess_ctx *s, hsm_status *st);
 int repl_tx_precommit(struct sess_ctx *s, hsm_status *st);
 void repl_tx_end(struct sess_ctx *s, bool committed);
+/*
+ * A restore replaced state without a changeset: log the point (with the
+ * audit entries after audit_mark) where the replicas take a snapshot.
+ * Inside the caller's write transaction; repl_notify() after COMMIT.
+ */
+int repl_log_resync(struct sess_ctx *s, int64_t audit_mark, hsm_status *st);
+void repl_notify(void);
 /* A session ends: drop a snapshot it was reading. */
 void repl_session_end(struct sess_ctx *s);
 

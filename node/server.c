@@ -40,6 +40,7 @@
 #include "nodedir.h"
 #include "objects.h"
 #include "ops.h"
+#include "backup.h"
 #include "peer.h"
 #include "repl.h"
 #include "server.h"
@@ -414,6 +415,7 @@ out:
 	ssh_free(c.session);
 	if (c.ctx.db != NULL) {
 		repl_session_end(&c.ctx);
+		backup_session_end(&c.ctx);
 		objects_session_end(&c.ctx, c.ctx.id);
 	}
 	store_close(&c.ctx.db);
@@ -538,11 +540,13 @@ load_master_key(const char *dir, unsigned char key[32], hsm_status *st)
 }
 
 /*
- * The node's attestation key (Ed25519, PEM, 0600), made on first start
- * for directories from before it existed.
+ * An Ed25519 key in a PEM file (0600): the node's attestation key, the
+ * cluster's signing key.  Made on first start for directories from before
+ * it existed (the cluster's only on its master).
  */
-static int
-load_attest_key(const char *dir, EVP_PKEY **out, hsm_status *st)
+int
+load_ed25519_key(const char *dir, const char *file, bool create,
+    EVP_PKEY **out, hsm_status *st)
 {
 	char path[4096];
 	FILE *f;
@@ -550,7 +554,7 @@ load_attest_key(const char *dir, EVP_PKEY **out, hsm_status *st)
 	int fd;
 
 	*out = NULL;
-	if (fs_path(path, sizeof(path), dir, ATTEST_KEY_FILE, st) != 0)
+	if (fs_path(path, sizeof(path), dir, file, st) != 0)
 		return -1;
 	if ((f = fopen(path, "r")) != NULL) {
 		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
@@ -563,9 +567,11 @@ load_attest_key(const char *dir, EVP_PKEY **out, hsm_status *st)
 		*out = k;
 		return 0;
 	}
+	if (!create)
+		return hsm_fail(st, "io", "cannot read %s: %s", path,
+		    strerror(errno));
 	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) == NULL)
-		return hsm_fail(st, "internal", "cannot make an attestation "
-		    "key");
+		return hsm_fail(st, "internal", "cannot make an Ed25519 key");
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600)) < 0 || (f = fdopen(fd, "w")) == NULL) {
 		if (fd >= 0)
@@ -705,7 +711,11 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 			goto out;
 		atomic_store(&node.master_key_ready, true);
 	}
-	if (load_attest_key(dir, &node.attest, st) != 0)
+	if (load_ed25519_key(dir, ATTEST_KEY_FILE, true, &node.attest,
+	    st) != 0)
+		goto out;
+	if (strcmp(meta.role, NODE_JOINING) != 0 && backup_keys_load(&node,
+	    strcmp(meta.role, NODE_MASTER) == 0, st) != 0)
 		goto out;
 	store_close(&db);
 	if (ssh_pki_import_privkey_file(keypath, NULL, NULL, NULL,
@@ -763,7 +773,9 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 	ssh_ready = true;
 	/* A master that was down through a promotion steps down first. */
 	peer_startup_check(&node);
-	if (server_prepare(&node, st) != 0 || peer_start(&node, st) != 0)
+	if (server_prepare(&node, st) != 0 || backup_startup(&node, st) != 0 ||
+	    peer_start(&node, st) != 0 || backup_scheduler_start(&node,
+	    st) != 0)
 		goto out;
 	log_info("node %s of cluster %s (%s, epoch %llu), host key %s",
 	    meta.node, meta.cluster, meta.role,
@@ -815,6 +827,7 @@ server_run(const char *dir, const char *listen_on, bool foreground,
 out:
 	atomic_store(&stopping, 1);
 	peer_stop();
+	backup_scheduler_stop();
 	reap(&workers, true);
 	if (ssh_ready)
 		hsm_cleanup();
@@ -823,7 +836,9 @@ out:
 	ssh_key_free(hostkey);
 	store_close(&db);
 	OPENSSL_cleanse(node.master_key, sizeof(node.master_key));
+	OPENSSL_cleanse(node.backup_key, sizeof(node.backup_key));
 	EVP_PKEY_free(node.attest);
+	EVP_PKEY_free(node.cluster_key);
 	if (r == 0) {
 		unlink(addrpath);
 		if (!foreground)

@@ -10,4 +10,9 @@
 int server_run(const char *dir, const char *listen_on, bool foreground,
     hsm_status *st);
 
+struct evp_pkey_st;
+/* An Ed25519 PEM key of the node directory, made when absent and create. */
+int load_ed25519_key(const char *dir, const char *file, bool create,
+    struct evp_pkey_st **out, hsm_status *st);
+
 #endif

@@ -48,7 +48,8 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS partitions ("
     "  name TEXT PRIMARY KEY, created INTEGER NOT NULL,"
     "  profile TEXT NOT NULL DEFAULT 'eco',"
-    "  secret_salt BLOB, secret_hash BLOB, secret_rotated INTEGER);"
+    "  secret_salt BLOB, secret_hash BLOB, secret_rotated INTEGER,"
+    "  exit_state TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS partition_params ("
     "  partition TEXT NOT NULL REFERENCES partitions (name)"
     "    ON DELETE CASCADE,"
@@ -75,7 +76,27 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS replog ("
     "  seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,"
     "  time_ms INTEGER NOT NULL, changes BLOB NOT NULL,"
-    "  audit BLOB NOT NULL, applied_ms INTEGER);"
+    "  audit BLOB NOT NULL, applied_ms INTEGER, changes_sha BLOB);"
+    /* The backups in DIR/backups, as this node knows them (local). */
+    "CREATE TABLE IF NOT EXISTS backups ("
+    "  id TEXT PRIMARY KEY, created INTEGER NOT NULL, node TEXT NOT NULL,"
+    "  scope TEXT NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL, objects INTEGER NOT NULL,"
+    "  verified INTEGER NOT NULL DEFAULT 0, verified_at INTEGER,"
+    "  origin TEXT NOT NULL);"
+    /* Exits of partitions (DESIGN §8): the journal of each plan here, and
+     * the offers this node made as a target (local). */
+    "CREATE TABLE IF NOT EXISTS exit_plans ("
+    "  partition TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+    "  target TEXT NOT NULL, target_fp TEXT NOT NULL, step TEXT NOT NULL,"
+    "  offer TEXT NOT NULL DEFAULT '', transfer_pub BLOB,"
+    "  objects INTEGER NOT NULL DEFAULT 0, started INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '',"
+    "  officers TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS exit_offers ("
+    "  offer TEXT PRIMARY KEY, partition TEXT NOT NULL,"
+    "  source_cluster TEXT NOT NULL, source_node TEXT NOT NULL,"
+    "  priv BLOB NOT NULL, state TEXT NOT NULL, created INTEGER NOT NULL);"
     /* Join requests waiting for cluster admit (local to the master). */
     "CREATE TABLE IF NOT EXISTS join_requests ("
     "  name TEXT PRIMARY KEY, role TEXT NOT NULL, addr TEXT NOT NULL,"
@@ -89,6 +110,8 @@ static const char *const added_columns[] = {
 	"ALTER TABLE partitions ADD COLUMN secret_hash BLOB",
 	"ALTER TABLE partitions ADD COLUMN secret_rotated INTEGER",
 	"ALTER TABLE replog ADD COLUMN applied_ms INTEGER",
+	"ALTER TABLE partitions ADD COLUMN exit_state TEXT NOT NULL DEFAULT ''",
+	"ALTER TABLE replog ADD COLUMN changes_sha BLOB",
 };
 
 int

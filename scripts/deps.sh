@@ -10,6 +10,8 @@ libssl-dev libssh2-1-dev libssh-dev libcbor-dev libedit-dev
 libsqlite3-dev libjansson-dev libcmocka-dev
 mandoc clang libclang-rt-14-dev openssh-client python3
 bash-completion zsh"
+# make bench also measures against OpenSSH's server: `deps.sh --bench`.
+[ "${1:-}" = --bench ] && PKGS="$PKGS openssh-server"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	# Not Debian: check what we can and let the build say the rest.

@@ -2045,8 +2045,13 @@ run_case "output that cannot be written (/dev/full): non-zero exit" case_output_
 run_case "hsmctl __complete candidates" case_complete
 run_case "bash completion in a real bash" case_complete_bash
 run_case "zsh completion in a real zsh" case_complete_zsh
-# Cases of later features live in files of their own.
-for f in "$SRCDIR"/tests/e2e/cases_*.sh; do
+# Cases of later features live in files of their own; the officers',
+# partitions' and cluster's helpers come first, the others use them.
+for f in "$SRCDIR"/tests/e2e/cases_officers.sh \
+    "$SRCDIR"/tests/e2e/cases_partitions.sh \
+    "$SRCDIR"/tests/e2e/cases_cluster.sh "$SRCDIR"/tests/e2e/cases_*.sh; do
+	case " ${SOURCED:-} " in *" $f "*) continue ;; esac
+	SOURCED="${SOURCED:-} $f"
 	# shellcheck disable=SC1090
 	[ -f "$f" ] && source "$f"
 done

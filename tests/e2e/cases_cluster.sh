@@ -198,6 +198,14 @@ case_cl_form() {
 	expect_rc 0 "cluster status" &&
 	json_check "$T/out" "d['state'] == 'healthy'" "d['master'] == 'alpha'" \
 	    "d['nodes'] == 3 and d['reachable'] == 3"
+	# A node that does not answer in time is shown so, not waited for.
+	kill -STOP "${NODE_PID[$N3]}"
+	hc -F "$T/cfg" -o json cluster status
+	expect_rc 0 "cluster status with a hung node" &&
+	json_check "$T/out" "d['state'] == 'degraded'" "d['reachable'] == 2" \
+	    "'gamma unreachable' in d['problems']" \
+	    "[n['reachable'] for n in d['node_list']] == [True, True, False]"
+	kill -CONT "${NODE_PID[$N3]}"
 	# The replicas log what they applied under the master's name.
 	x=$(ofc_sql "$N2" "SELECT count(*) FROM audit WHERE node = 'alpha' AND op = 'partition.create'")
 	expect_eq "$x" 1 "the clone's audit log has the master's change"
@@ -288,6 +296,18 @@ case_cl_failover() {
 	cl_so partition create acme
 	expect_rc 0 "partition create" || return
 	cl_wait_same "before the failover" "$N1" "$N2" "$N3" || return
+	# No majority, no promotion; the cluster then goes on as it was.
+	node_stop "$N1" || return
+	node_stop "$N3" || return
+	cl_so -n beta -y cluster promote beta
+	expect_rc 5 "promote without a majority"
+	expect_has "$T/err" "1 of 3 votes" "the refusal counts the votes"
+	node_start "$N1" "127.0.0.1:${CL_PORT[$N1]}" || return
+	node_start "$N3" "127.0.0.1:${CL_PORT[$N3]}" || return
+	cl_so partition create still
+	expect_rc 0 "the master goes on after a refused promotion"
+	cl_wait_same "after the refused promotion" "$N1" "$N2" "$N3" || return
+	[[ $(cl_info "$N1") == "master 1 "* ]] || fail "alpha is no longer master"
 	node_stop "$N1" || return
 	# Reads go on (routed to the clone); changes are refused.
 	cl_so partition show acme
@@ -303,12 +323,13 @@ case_cl_failover() {
 	expect_rc 5 "a bc node cannot be promoted"
 	cl_so -y cluster promote beta
 	expect_rc 0 "cluster promote beta" || return
-	expect_kv "$T/out" epoch 2 "the new epoch"
+	# Epoch 2 went to the refused attempt: one vote per epoch, never reused.
+	expect_kv "$T/out" epoch 3 "the new epoch"
 	cl_so partition create after
 	expect_rc 0 "changes go on at the new master"
 	# The old master comes back: it steps down and converges.
 	node_start "$N1" "127.0.0.1:${CL_PORT[$N1]}" || return
-	cl_wait_role "$N1" clone 2 "the old master demotes itself" || return
+	cl_wait_role "$N1" clone 3 "the old master demotes itself" || return
 	cl_wait_same "after the old master returned" "$N1" "$N2" "$N3" || return
 	cl_so -n alpha partition create straight
 	expect_rc 5 "a change sent straight to the old master"
@@ -316,14 +337,14 @@ case_cl_failover() {
 	hc -F "$T/cfg" -o json node list
 	expect_rc 0 "node list after the failover" &&
 	json_check "$T/out" \
-	    "[(n['name'], n['role'], n['epoch']) for n in d['nodes']] == [('alpha', 'clone', 2), ('beta', 'master', 2), ('gamma', 'bc', 2)]"
+	    "[(n['name'], n['role'], n['epoch']) for n in d['nodes']] == [('alpha', 'clone', 3), ('beta', 'master', 3), ('gamma', 'bc', 3)]"
 	i=$(ofc_sql "$N1" "SELECT count(*) FROM partitions WHERE name = 'after'")
 	expect_eq "$i" 1 "the old master has the change made without it"
 	# Switching back while both run: a handover without loss.
 	cl_so -y cluster promote alpha
 	expect_rc 0 "promote the old master back (handover)" || return
-	expect_kv "$T/out" epoch 3 "epoch 3"
-	cl_wait_role "$N2" clone 3 "beta steps down" || return
+	expect_kv "$T/out" epoch 4 "epoch 4"
+	cl_wait_role "$N2" clone 4 "beta steps down" || return
 	cl_so partition create back
 	expect_rc 0 "a change at alpha again"
 	cl_wait_same "after the handover" "$N1" "$N2" "$N3"
