@@ -138,7 +138,7 @@ SANENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 \
 
 check: deps
 	$(MAKE) --no-print-directory O=$(SANDIR) SAN=1 all unit-bins
-	$(MAKE) --no-print-directory lint-man
+	$(MAKE) --no-print-directory lint-man MAN_HSMCTL=$(SANDIR)/cli/hsmctl
 	$(MAKE) --no-print-directory O=$(SANDIR) SAN=1 unit
 	$(SANENV) tests/e2e/run.sh $(SANDIR)
 	$(MAKE) --no-print-directory fuzz-smoke
@@ -156,7 +156,7 @@ e2e: all
 
 lint-man:
 	@for m in $(MANS); do mandoc -Tlint -Wwarning $$m || exit 1; done
-	@tests/man_check.sh
+	@tests/man_check.sh $(MAN_HSMCTL)
 
 FUZZDIR := build/fuzz
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -193,6 +193,12 @@ demo: deps
 # The nodes of make demo (pids in demo/*/hsmd.pid).
 demo-stop:
 	@scripts/demo.sh stop
+
+# Every performance figure against its reference, measured in one run on
+# this machine: one table, and bench/results.json (scripts/bench.sh --quick
+# is a smoke run).  Builds in-tree, optimised, without sanitizers.
+bench:
+	@scripts/bench.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \

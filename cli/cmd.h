@@ -193,6 +193,14 @@ int cmd_backup_upload(struct ctx *, const struct inv *, hsm_status *);
 int cmd_backup_restore(struct ctx *, const struct inv *, hsm_status *);
 int cmd_backup_prune(struct ctx *, const struct inv *, hsm_status *);
 int cmd_backup_schedule(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_delete(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_export(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_migrate(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_resume(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_status(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_transfer(struct ctx *, const struct inv *, hsm_status *);
+int cmd_exit_verify_certificate(struct ctx *, const struct inv *,
+    hsm_status *);
 int cmd_cluster_promote(struct ctx *, const struct inv *, hsm_status *);
 int cmd_cluster_admit(struct ctx *, const struct inv *, hsm_status *);
 int cmd_list_commands(struct ctx *, const struct inv *, hsm_status *);

@@ -214,6 +214,33 @@ static const struct cmd_opt backup_schedule_opts[] = {
 	{ NULL, NULL, 0, 0, NULL },
 };
 
+static const struct cmd_opt exit_to_opts[] = {
+	{ "to", "HOST:PORT", K_WORD, OPT_REQUIRED,
+	    "the target node, of another cluster (its host key is checked)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt exit_export_opts[] = {
+	{ "wrap-key", "PUB", K_FILE, OPT_REQUIRED,
+	    "your PEM public key, RSA or EC P-256/P-384, to wrap the keys to" },
+	{ "out", "FILE", K_FILE, OPT_REQUIRED,
+	    "write the export here (a new file, mode 0600)" },
+	{ "plain", NULL, K_WORD, 0,
+	    "keys in the clear (extractable, not sensitive, key-extraction)" },
+	{ "delete", NULL, K_WORD, 0,
+	    "then delete the exported keys, once the file is checked" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt exit_delete_opts[] = {
+	{ "out", "FILE", K_FILE, 0,
+	    "write the certificate here (new, 0600), not to stdout" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+static const struct cmd_opt exit_verify_opts[] = {
+	{ "cluster-key", "HEX", K_WORD, 0,
+	    "the cluster key it must be signed by (node info)" },
+	{ NULL, NULL, 0, 0, NULL },
+};
+
 /* Sorted by words; help lists them in this order. */
 const struct cmd commands[] = {
 	{ .words = "approval cancel", .args = id_args, .role = "-",
@@ -287,6 +314,34 @@ const struct cmd commands[] = {
 	    .connects = true, .route = ROUTE_SELF,
 	    .help = "sum up the cluster: healthy or degraded, master, lag",
 	    .fn = cmd_cluster_status },
+	{ .words = "exit delete", .args = part_args, .opts = exit_delete_opts,
+	    .role = "so", .writes = true, .connects = true,
+	    .help = "delete a partition's keys and records, for a signed "
+	    "deletion certificate", .fn = cmd_exit_delete },
+	{ .words = "exit export", .args = part_args, .opts = exit_export_opts,
+	    .role = "pso", .writes = true, .connects = true,
+	    .help = "export a partition's keys, wrapped under your key, to a "
+	    "file", .fn = cmd_exit_export },
+	{ .words = "exit migrate", .args = part_args, .opts = exit_to_opts,
+	    .role = "pso", .writes = true, .connects = true,
+	    .help = "move a partition to your own node, without the device SO",
+	    .fn = cmd_exit_migrate },
+	{ .words = "exit resume", .args = part_args, .role = "so|pso",
+	    .writes = true, .connects = true,
+	    .help = "continue a partition's transfer or migration from its step",
+	    .fn = cmd_exit_resume },
+	{ .words = "exit status", .args = part_args, .role = "so|pso",
+	    .connects = true, .route = ROUTE_MASTER,
+	    .help = "show where a partition's transfer or migration is",
+	    .fn = cmd_exit_status },
+	{ .words = "exit transfer", .args = part_args, .opts = exit_to_opts,
+	    .role = "so", .writes = true, .connects = true,
+	    .help = "move a partition to a node of another cluster",
+	    .fn = cmd_exit_transfer },
+	{ .words = "exit verify-certificate", .args = file_args,
+	    .opts = exit_verify_opts, .role = "-",
+	    .help = "check a deletion certificate (offline)",
+	    .fn = cmd_exit_verify_certificate },
 	{ .words = "help", .args = help_args, .role = "-",
 	    .help = "show the commands, or the usage of one",
 	    .fn = cmd_help },

@@ -183,6 +183,8 @@ struct hsm_conn_opts {
 	const char *user;		/* SSH user name; NULL: "hsmctl" */
 	bool accept_new_host_key;
 	int timeout_ms;			/* connect and each reply; 0 = default */
+	int reply_timeout_ms;		/* each reply, if not timeout_ms; 0 =
+					 * 120 s (a backup may take long) */
 };
 
 /* Process-wide setup of the SSH library; call once before connecting. */
@@ -194,6 +196,8 @@ int hsm_conn_open(const struct hsm_conn_opts *opts, struct hsm_conn **out,
 void hsm_conn_close(struct hsm_conn **conn);
 /* "SHA256:..." of the node's host key. */
 const char *hsm_conn_fingerprint(const struct hsm_conn *conn);
+/* The socket, so another thread may shutdown(2) it to end a wait. */
+int hsm_conn_fd(const struct hsm_conn *conn);
 /*
  * One request, one response.  On an error response returns -1 with the
  * node's code and message in st.  args may be NULL; *result is owned by

@@ -393,7 +393,8 @@ hsm_conn_open(const struct hsm_conn_opts *o, struct hsm_conn **out,
 		    c->where, HSM_SUBSYSTEM);
 		goto fail;
 	}
-	libssh2_session_set_timeout(c->sess, REPLY_TIMEOUT_MS);
+	libssh2_session_set_timeout(c->sess, o->reply_timeout_ms > 0 ?
+	    o->reply_timeout_ms : REPLY_TIMEOUT_MS);
 	*out = c;
 	return 0;
 fail:
@@ -433,6 +434,12 @@ const char *
 hsm_conn_fingerprint(const struct hsm_conn *c)
 {
 	return c->fp;
+}
+
+int
+hsm_conn_fd(const struct hsm_conn *c)
+{
+	return c->fd;
 }
 
 static int

@@ -876,7 +876,15 @@ plan_of(struct sess_ctx *s, const cbor_item_t *args, char *part,
 	if (plan_load(s->db, part, p) != 0)
 		return hsm_fail(st, "not_found", "no exit of partition '%s' on "
 		    "node %s", part, s->node->name);
-	/* Who started it may look and go on: transfer the SO, migrate the PSO. */
+	/*
+	 * Who started it may look and go on: transfer the SO, migrate the
+	 * PSO.  Once the source is deleted its PSO cannot log in any more;
+	 * what is left (the target's confirmation) touches no key here, so
+	 * the SO may finish it.
+	 */
+	if (text_eq(p->kind, "migrate") && text_eq(s->role, "so") &&
+	    !partition_exists(s->db, part))
+		return 0;
 	if (text_eq(p->kind, "transfer") ? !text_eq(s->role, "so") :
 	    !(text_eq(s->role, "pso") && text_eq(s->partition, part)))
 		return hsm_fail(st, "not_authorized", "the exit %s of %s is "
@@ -1588,7 +1596,14 @@ op_exit_export(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		if (objects_unseal(s->node, part, id, sqlite3_column_blob(q, 6),
 		    (size_t)sqlite3_column_bytes(q, 6), &m, &mlen, st) != 0)
 			goto out;
-		key_digest(id, type, m, mlen, hex);
+		/* The customer checks it with sha256sum: the material alone. */
+		{
+			unsigned char d[32];
+			unsigned int dl = 0;
+
+			EVP_Digest(m, mlen, d, &dl, EVP_sha256(), NULL);
+			hsm_hex(d, sizeof(d), hex);
+		}
 		if (sqlite3_column_bytes(q, 5) > 0)
 			pubpem = pem_of(sqlite3_column_blob(q, 5),
 			    (size_t)sqlite3_column_bytes(q, 5));
@@ -1680,8 +1695,10 @@ op_exit_export_delete(struct sess_ctx *s, const cbor_item_t *args,
 		const cbor_item_t *v = cbor_array_handle(ids)[i];
 		sqlite3_stmt *q = NULL;
 
+		/* Only what an export could have taken out: extractable keys. */
 		if (!cbor_isa_string(v) || sqlite3_prepare_v2(s->db, "DELETE "
-		    "FROM objects WHERE partition = ?1 AND id = ?2", -1, &q,
+		    "FROM objects WHERE partition = ?1 AND id = ?2 AND "
+		    "extractable = 1 AND session IS NULL", -1, &q,
 		    NULL) != SQLITE_OK) {
 			sqlite3_finalize(q);
 			tx_rollback(s);

@@ -39,8 +39,8 @@ usage(FILE *f)
 	    "clone|bc\n"
 	    "                 [--master-fingerprint SHA256:...] "
 	    "[--authorize PUBKEY]...\n"
-	    "       hsmd authorize -d DIR PUBKEY\n"
-	    "       hsmd revoke -d DIR FINGERPRINT\n"
+	    "       hsmd authorize -d DIR [--exit-source] PUBKEY\n"
+	    "       hsmd revoke -d DIR [--exit-source] FINGERPRINT\n"
 	    "       hsmd config -d DIR [idle-timeout|challenge-lifetime|"
 	    "replog-retain "
 	    "[SECONDS]]\n"
@@ -265,18 +265,29 @@ static const struct option dir_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* authorize and revoke: "-d DIR ARG". */
+static const struct option keys_opts[] = {
+	{ "dir", required_argument, NULL, 'd' },
+	{ "exit-source", no_argument, NULL, 'E' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* authorize and revoke: "-d DIR [--exit-source] ARG". */
 static int
 cmd_keys(int argc, char **argv, bool add)
 {
 	const char *dir = NULL;
 	char fp[64];
 	hsm_status st;
+	bool exitsrc = false;
 	int ch;
 
 	hsm_status_clear(&st);
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "d:", dir_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "d:", keys_opts, NULL)) != -1) {
+		if (ch == 'E') {
+			exitsrc = true;
+			continue;
+		}
 		if (ch != 'd') {
 			usage(stderr);
 			return HSM_EXIT_USAGE;
@@ -287,13 +298,16 @@ cmd_keys(int argc, char **argv, bool add)
 		return usage_error("%s: -d DIR and one argument are required",
 		    add ? "authorize" : "revoke");
 	if (add) {
-		if (authkeys_add(dir, argv[optind], fp, sizeof(fp), &st) != 0)
+		if (authkeys_add(dir, argv[optind], exitsrc, fp, sizeof(fp),
+		    &st) != 0)
 			return fail(&st);
-		printf("authorised terminal key %s\n", fp);
+		printf("authorised %s %s\n", exitsrc ? "exit source" :
+		    "terminal key", fp);
 	} else {
-		if (authkeys_revoke(dir, argv[optind], &st) != 0)
+		if (authkeys_revoke(dir, argv[optind], exitsrc, &st) != 0)
 			return fail(&st);
-		printf("revoked terminal key %s\n", argv[optind]);
+		printf("revoked %s %s\n", exitsrc ? "exit source" :
+		    "terminal key", argv[optind]);
 	}
 	return 0;
 }

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -61,15 +62,18 @@ parse_line(char *line)
 	return key;
 }
 
-bool
-authkeys_allowed(const char *dir, const ssh_key pub)
+static bool
+keys_allowed(const char *dir, const char *file, const ssh_key pub)
 {
 	char path[4096], *buf = NULL, *line, *save = NULL;
 	size_t len;
 	bool ok = false;
 	hsm_status st;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, AUTHKEYS_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	/* The exit sources' file exists only once one is authorised. */
+	if (strcmp(file, AUTHKEYS_FILE) != 0 && access(path, F_OK) != 0)
+		return false;
 	if (fs_read(path, AUTHKEYS_MAX, &buf, &len, &st) != 0) {
 		log_warn("%s", st.message);
 		return false;
@@ -121,17 +125,32 @@ out:
 	return r;
 }
 
+bool
+authkeys_allowed(const char *dir, const ssh_key pub)
+{
+	return keys_allowed(dir, AUTHKEYS_FILE, pub);
+}
+
+bool
+exitsrc_allowed(const char *dir, const ssh_key pub)
+{
+	return keys_allowed(dir, EXITSRC_FILE, pub);
+}
+
 /* Rewrite the file, keeping or dropping each line; lines are kept verbatim. */
 static int
-rewrite(const char *dir, const char *drop_fp, const char *add_line,
-    const char *add_fp, hsm_status *st)
+rewrite(const char *dir, const char *file, const char *drop_fp,
+    const char *add_line, const char *add_fp, hsm_status *st)
 {
 	char path[4096], *buf = NULL, *out = NULL, *line, *next;
 	size_t len, olen = 0;
 	bool dropped = false;
 	int r = -1;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, AUTHKEYS_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (strcmp(file, AUTHKEYS_FILE) != 0 && access(path, F_OK) != 0 &&
+	    fs_write_atomic(path, "", 0, 0600, st) != 0)
+		return -1;
 	if (fs_read(path, AUTHKEYS_MAX, &buf, &len, st) != 0)
 		return -1;
 	if ((out = malloc(len + (add_line ? strlen(add_line) : 0) + 2)) ==
@@ -189,24 +208,27 @@ out:
 }
 
 int
-authkeys_add(const char *dir, const char *pubfile, char *fp, size_t fplen,
-    hsm_status *st)
+authkeys_add(const char *dir, const char *pubfile, bool exitsrc, char *fp,
+    size_t fplen, hsm_status *st)
 {
 	char *line = NULL;
 	int r;
 
 	if (authkeys_line(pubfile, &line, fp, fplen, st) != 0)
 		return -1;
-	r = rewrite(dir, NULL, line, fp, st);
+	r = rewrite(dir, exitsrc ? EXITSRC_FILE : AUTHKEYS_FILE, NULL, line,
+	    fp, st);
 	free(line);
 	return r;
 }
 
 int
-authkeys_revoke(const char *dir, const char *fingerprint, hsm_status *st)
+authkeys_revoke(const char *dir, const char *fingerprint, bool exitsrc,
+    hsm_status *st)
 {
 	if (strncmp(fingerprint, "SHA256:", 7) != 0)
 		return hsm_fail(st, "bad_value", "'%s' is not a SHA256 "
 		    "fingerprint (see ssh-keygen -lf KEY.pub)", fingerprint);
-	return rewrite(dir, fingerprint, NULL, NULL, st);
+	return rewrite(dir, exitsrc ? EXITSRC_FILE : AUTHKEYS_FILE,
+	    fingerprint, NULL, NULL, st);
 }

@@ -20,6 +20,7 @@
 #define OP_BC 0x2	/* also on a business-continuity node */
 #define OP_NODE 0x4	/* node-to-node, from a member node only */
 #define OP_JOIN 0x8	/* from a node asking to join, or a member */
+#define OP_EXITSRC 0x10	/* from an exit source only (the target's side) */
 
 struct op {
 	const char *name;
@@ -344,13 +345,13 @@ static const struct op ops[] = {
 	{ "cluster.admit", ROLE_SO, true, C, op_cluster_admit },
 	{ "cluster.join", 0, false, OP_JOIN, op_cluster_join },
 	{ "cluster.promote", ROLE_SO, false, 0, op_cluster_promote },
-	{ "exit.confirm", 0, false, C, op_exit_confirm },
+	{ "exit.confirm", 0, false, C | OP_EXITSRC, op_exit_confirm },
 	{ "exit.delete", ROLE_SO, true, C, op_exit_delete },
 	{ "exit.export", ROLE_PSO, false, 0, op_exit_export },
 	{ "exit.export_delete", ROLE_PSO, true, C, op_exit_export_delete },
-	{ "exit.import", 0, false, C, op_exit_import },
+	{ "exit.import", 0, false, C | OP_EXITSRC, op_exit_import },
 	{ "exit.migrate", ROLE_PSO, true, C, op_exit_migrate },
-	{ "exit.offer", 0, false, C, op_exit_offer },
+	{ "exit.offer", 0, false, C | OP_EXITSRC, op_exit_offer },
 	{ "exit.resume", ROLE_SO | ROLE_PSO, true, C, op_exit_resume },
 	{ "exit.status", ROLE_SO | ROLE_PSO, false, 0, op_exit_status },
 	{ "exit.transfer", ROLE_SO, true, C, op_exit_transfer },
@@ -435,6 +436,14 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 		    strcmp(op->name, "node.info") == 0 ? 0 :
 		    hsm_fail(st, "not_authorized", "%s is not for nodes",
 		    op->name);
+	/* The target's side of an exit: only for the sources its operator
+	 * authorised (hsmd authorize --exit-source), and only that. */
+	if ((s->kind == SESS_EXITSRC) != ((op->where & OP_EXITSRC) != 0) &&
+	    strcmp(op->name, "node.info") != 0)
+		return hsm_fail(st, "not_authorized", s->kind == SESS_EXITSRC ?
+		    "an exit source may only hand a partition over" :
+		    "%s is for exit sources only (hsmd authorize "
+		    "--exit-source)", op->name);
 	if (s->kind == SESS_TERMINAL && (op->where & (OP_NODE | OP_JOIN)))
 		return hsm_fail(st, "not_authorized", "%s is for the nodes of "
 		    "the cluster only", op->name);
@@ -486,6 +495,41 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 	}
 	s->last_use = now;
 	return 0;
+}
+
+/*
+ * A partition on its way out (an exit in progress) changes no more: what
+ * the target got is what it holds.  Only the exit itself goes on.
+ */
+static int
+exit_lock_check(struct sess_ctx *s, const struct op *op,
+    const cbor_item_t *args, hsm_status *st)
+{
+	const cbor_item_t *v;
+	char part[HSM_NAME_MAX + 1];
+	size_t n;
+
+	static const char *const free_ops[] = { "exit.transfer",
+	    "exit.migrate", "exit.resume", "exit.offer", "exit.import",
+	    "exit.confirm", NULL };
+
+	if (!(op->where & OP_CHANGE))
+		return 0;
+	for (size_t i = 0; free_ops[i] != NULL; i++)
+		if (strcmp(op->name, free_ops[i]) == 0)
+			return 0;
+	v = hsm_map_get(args, strncmp(op->name, "partition.", 10) == 0 ?
+	    "name" : "partition");
+	if (v == NULL || !cbor_isa_string(v) || (n = cbor_string_length(v)) ==
+	    0 || n >= sizeof(part))
+		return 0;
+	memcpy(part, cbor_string_handle(v), n);
+	part[n] = '\0';
+	if (partition_exit_state(s->db, part) == 0)
+		return 0;
+	return hsm_fail(st, "read_only", "partition %s is leaving the cluster "
+	    "(an exit is in progress: hsmctl exit status %s); it changes no "
+	    "more", part, part);
 }
 
 /* A copy of map without one key (sharing the values). */
@@ -543,6 +587,8 @@ ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
 		approved = true;
 	}
 	r = op_permitted(s, op, &st);
+	if (r == 0)
+		r = exit_lock_check(s, op, args != NULL ? args : req.args, &st);
 	if (r == 0)
 		r = op->fn(s, args != NULL ? args : req.args, &result, &st);
 	if (approved) {

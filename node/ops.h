@@ -35,6 +35,8 @@ enum sess_kind {
 	SESS_TERMINAL,		/* an authorised terminal key */
 	SESS_NODE,		/* a member node of the cluster */
 	SESS_JOINER,		/* an unknown key: may only ask to join */
+	SESS_EXITSRC,		/* a node of another cluster handing over a
+				 * partition (hsmd authorize --exit-source) */
 };
 
 struct repl_tx;

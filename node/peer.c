@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 
@@ -25,6 +26,28 @@
 #define JOIN_POLL_MS 1000
 
 static atomic_bool stop_flag;
+/* The replication connection, so that a stop can cut its wait short. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct hsm_conn *live_conn;
+
+static void
+live_set(struct hsm_conn *c)
+{
+	pthread_mutex_lock(&live_mu);
+	live_conn = c;
+	pthread_mutex_unlock(&live_mu);
+}
+
+/* Close the replication connection (never while peer_stop uses it). */
+static void
+live_close(struct hsm_conn **c)
+{
+	pthread_mutex_lock(&live_mu);
+	if (live_conn == *c)
+		live_conn = NULL;
+	pthread_mutex_unlock(&live_mu);
+	hsm_conn_close(c);
+}
 static pthread_t peer_tid;
 static bool peer_running;
 
@@ -107,6 +130,9 @@ connect_as(const struct node_ctx *n, const char *user, const char *addr,
 	o.terminal_key = key;
 	o.pinned_fp = fp;
 	o.timeout_ms = timeout_ms;
+	/* A long poll answers within a second; an exit's import may take
+	 * a while for a big partition. */
+	o.reply_timeout_ms = 60000;
 	o.user = user;
 	return hsm_conn_open(&o, c, st);
 }
@@ -622,7 +648,7 @@ peer_main(void *arg)
 			continue;
 		}
 		if (strcmp(role, NODE_MASTER) == 0) {
-			hsm_conn_close(&c);
+			live_close(&c);
 			if (v.master[0] != '\0' || v.connected) {
 				memset(&v, 0, sizeof(v));
 				repl_view_set(&v);
@@ -650,11 +676,12 @@ peer_main(void *arg)
 			nap(500);
 			continue;
 		}
+		live_set(c);
 		if (peer_sync(n, db, c, 0, fence, PULL_WAIT_MS, &resp,
 		    &st) != 0) {
 			log_info("replication from %s: %s", master.name,
 			    st.message);
-			hsm_conn_close(&c);
+			live_close(&c);
 			v.connected = false;
 			snprintf(v.error, sizeof(v.error), "%s: %.120s",
 			    master.name, st.message);
@@ -673,10 +700,10 @@ peer_main(void *arg)
 		repl_view_set(&v);
 		/* A master that stepped down: look for the new one. */
 		if (!item_is(resp, "role", NODE_MASTER))
-			hsm_conn_close(&c);
+			live_close(&c);
 		cbor_decref(&resp);
 	}
-	hsm_conn_close(&c);
+	live_close(&c);
 	store_close(&db);
 	return NULL;
 }
@@ -697,6 +724,11 @@ peer_stop(void)
 	if (!peer_running)
 		return;
 	atomic_store(&stop_flag, true);
+	/* A pull waiting for its answer ends at once. */
+	pthread_mutex_lock(&live_mu);
+	if (live_conn != NULL)
+		shutdown(hsm_conn_fd(live_conn), SHUT_RDWR);
+	pthread_mutex_unlock(&live_mu);
 	pthread_join(peer_tid, NULL);
 	peer_running = false;
 }

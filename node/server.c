@@ -114,6 +114,8 @@ auth_pubkey(ssh_session session, const char *user, struct ssh_key_struct *pub,
 	/* Checked at the probe stage too, so unknown keys learn nothing more. */
 	if (authkeys_allowed(c->ctx.node->dir, pub))
 		kind = SESS_TERMINAL;
+	else if (exitsrc_allowed(c->ctx.node->dir, pub))
+		kind = SESS_EXITSRC;
 	else if (member_key(c, fp))
 		kind = SESS_NODE;
 	else if (user != NULL && strcmp(user, HSM_JOIN_USER) == 0 &&
