@@ -5,6 +5,7 @@
 #   make demo       build, start a local 3-node cluster in ./demo and show a session
 #   make demo-stop  stop the demo's nodes
 #   make fuzz       build the libFuzzer targets with clang in build/fuzz
+#   make bench      measure the performance figures against their references
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX     ?= /usr/local

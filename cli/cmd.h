@@ -259,6 +259,9 @@ bool api_name_ok(const char *api);
 
 /* cmd_partition.c: a partition name as the node accepts it, or bad_value. */
 int check_partition(const char *name, hsm_status *st);
+/* {key: name}, the name checked first. */
+cbor_item_t *partition_args(const char *key, const char *name,
+    hsm_status *st);
 
 /* A call whose result is printed as it is, with these labels. */
 int call_and_show(struct ctx *ctx, const char *op, cbor_item_t *args,

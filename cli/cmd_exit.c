@@ -69,18 +69,7 @@ set_message(hsm_status *st, const char *m)
 static cbor_item_t *
 part_args(const char *p, hsm_status *st)
 {
-	cbor_item_t *a;
-
-	if (check_partition(p, st) != 0)
-		return NULL;
-	if ((a = cbor_new_indefinite_map()) == NULL ||
-	    hsm_map_put_str(a, "partition", p) != 0) {
-		if (a != NULL)
-			cbor_decref(&a);
-		oom(st);
-		return NULL;
-	}
-	return a;
+	return partition_args("partition", p, st);
 }
 
 /* ---- small checks and encodings ----------------------------------------- */

@@ -114,22 +114,28 @@ fail:
 	return NULL;
 }
 
-/* {"name": P} */
-static cbor_item_t *
-name_args(const char *name, hsm_status *st)
+cbor_item_t *
+partition_args(const char *key, const char *name, hsm_status *st)
 {
 	cbor_item_t *a;
 
 	if (check_partition(name, st) != 0)
 		return NULL;
 	if ((a = cbor_new_indefinite_map()) == NULL ||
-	    hsm_map_put_str(a, "name", name) != 0) {
+	    hsm_map_put_str(a, key, name) != 0) {
 		if (a != NULL)
 			cbor_decref(&a);
-		oom(st);
+		hsm_fail(st, "no_memory", "out of memory");
 		return NULL;
 	}
 	return a;
+}
+
+/* {"name": P} */
+static cbor_item_t *
+name_args(const char *name, hsm_status *st)
+{
+	return partition_args("name", name, st);
 }
 
 /* A text value of a map, or NULL when absent or not text. */

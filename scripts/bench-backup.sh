@@ -6,20 +6,28 @@
 #                                blocks, one core)      target >= 0.5x
 #   P3  backup download      vs  scp of a 120 MB file from a local
 #                                OpenSSH sshd           target >= 0.8x
-# and the peak RSS of the node and of hsmctl (bound: 64 MB each).
+# and the peak RSS of the node and of hsmctl (bound: 64 MB each).  Each
+# figure is measured RUNS times, ours and its reference alternately, and
+# shown as the median with min and max.
 #
-#   scripts/bench-backup.sh [--mb N] [--quick]
+#   scripts/bench-backup.sh [--mb N] [--runs N] [--json FILE] [--quick]
 #
+# --json FILE also writes every sample as JSON (scripts/bench.sh reads it).
 # Builds in-tree with optimisation (no sanitizers); runs in a temp dir;
 # starts its own node and its own sshd on spare loopback ports.
 set -eu
 
 MB=120
+RUNS=3
+GCM_SECONDS=3
+JSON=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--mb) MB=$2; shift 2 ;;
-	--quick) MB=16; shift ;;
-	*) echo "usage: $0 [--mb N] [--quick]" >&2; exit 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	--json) JSON=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+	--quick) MB=16; RUNS=2; GCM_SECONDS=1; shift ;;
+	*) echo "usage: $0 [--mb N] [--runs N] [--json FILE] [--quick]" >&2; exit 2 ;;
 	esac
 done
 
@@ -41,23 +49,14 @@ umask 077
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
-# peak RSS (MB) of a command run to its end, its wall time (s): "MB S".
+# CMD...: run it to its end; "PEAK_RSS_MB WALL_S" in m.out (bench/spawn.c
+# measures both, for the command alone).
+"${CC:-cc}" -O2 -o spawn "$SRC/bench/spawn.c"
 measure() {
-	python3 - "$@" <<'PYEOF'
-import os, resource, subprocess, sys, time
-fds = []
-try:
-    os.fstat(3)
-    fds = [3]
-except OSError:
-    pass
-t = time.monotonic()
-r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=fds)
-t = time.monotonic() - t
-if r.returncode != 0:
-    sys.exit("bench: %s exited %d" % (sys.argv[1:3], r.returncode))
-print("%.1f %.3f" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, t))
-PYEOF
+	local rc=0
+	./spawn m.raw "$@" </dev/null >/dev/null || rc=$?
+	[ "$rc" = 0 ] || { echo "bench: $1 ... exited $rc" >&2; exit 1; }
+	awk '{ printf "%.1f %.6f\n", $2 / 1024, $1 }' m.raw >m.out
 }
 hwm() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -100,23 +99,7 @@ c.commit()
 PYEOF
 GEN=(--as genesis --officer g1.key --passphrase-fd 3)
 
-# P4: backup create against the cipher's own rate.
-read -r RSS_C T_C < <(measure "${HCF[@]}" "${GEN[@]}" backup create \
-    --partition big 3<g1.pass)
-NODE_HWM_CREATE=$(hwm "$NODE")
-ID=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT id FROM backups ORDER BY created DESC LIMIT 1").fetchone()[0])' n1/store.db)
-SIZE=$(stat -c %s "n1/backups/$ID.hbk")
-# What a durable write of that size costs on this disk, to explain P4.
-read -r _ T_DD < <(measure dd if=/dev/zero of=dd.out bs=1M \
-    count=$(( SIZE / 1048576 )) conv=fsync status=none)
-rm -f dd.out
-GCM=$(openssl speed -evp aes-256-gcm -bytes 16384 -seconds 3 2>/dev/null |
-    awk 'tolower($1) == "aes-256-gcm" { v = $NF; sub(/k$/, "", v); print v * 1000 }')
-
-# P3: backup download against scp from a local sshd.
-read -r RSS_D T_D < <(measure "${HCF[@]}" "${GEN[@]}" backup download "$ID" \
-    --out dl.hbk 3<g1.pass)
-NODE_HWM=$(hwm "$NODE")
+# The reference server: a local OpenSSH sshd with its own configuration.
 SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 P2=$(port)
 ssh-keygen -q -t ed25519 -N '' -f sshd_host
@@ -135,32 +118,82 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
 EOF
-head -c "$SIZE" /dev/urandom >scp_src
-mkdir -p /run/sshd
+[ "$(id -u)" != 0 ] || mkdir -p /run/sshd
 "$SSHD" -D -e -f sshd_config 2>sshd.log &
 PIDS+=($!)
 for _ in $(seq 100); do
 	python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $P2), 1)" 2>/dev/null && break
 	sleep 0.05
 done
-SCP=(scp -q -P "$P2" -i scp_key -o StrictHostKeyChecking=no
+SCP=(scp -q -F /dev/null -P "$P2" -i scp_key -o StrictHostKeyChecking=no
     -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
-read -r _ T_S < <(measure "${SCP[@]}" "$(id -un)@127.0.0.1:$W/scp_src" scp_dst)
 
-python3 - "$SIZE" "$T_C" "$GCM" "$T_D" "$T_S" "$RSS_C" "$RSS_D" \
-    "$NODE_HWM_CREATE" "$NODE_HWM" "$T_DD" <<'PYEOF'
-import sys
-dd = (int(sys.argv[1]) // 1048576 * 1048576) / float(sys.argv[10])
-size, tc, gcm, td, ts = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-rc, rd, nc, nd = (float(x) for x in sys.argv[6:10])
+# One line a run: SIZE T_CREATE GCM_BPS T_DOWNLOAD T_SCP RSS_CREATE RSS_DOWNLOAD
+: >runs.txt
+for _ in $(seq 1 "$RUNS"); do
+	# P4: backup create against the cipher's own rate.
+	measure "${HCF[@]}" "${GEN[@]}" backup create --partition big 3<g1.pass
+	read -r RSS_C T_C <m.out
+	NODE_HWM_CREATE=$(hwm "$NODE")
+	ID=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT id FROM backups ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()[0])' n1/store.db)
+	SIZE=$(stat -c %s "n1/backups/$ID.hbk")
+	# -elapsed: wall-clock, as ours (by default, per second of its CPU time).
+	GCM=$(openssl speed -elapsed -evp aes-256-gcm -bytes 16384 -seconds "$GCM_SECONDS" 2>/dev/null |
+	    awk 'tolower($1) == "aes-256-gcm" { v = $NF; sub(/k$/, "", v); printf "%.0f\n", v * 1000 }')
+	[ -n "$GCM" ] || { echo "bench: no figure from openssl speed" >&2; exit 1; }
+
+	# P3: backup download against scp of as many bytes from the sshd.
+	rm -f dl.hbk scp_dst
+	measure "${HCF[@]}" "${GEN[@]}" backup download "$ID" --out dl.hbk 3<g1.pass
+	read -r RSS_D T_D <m.out
+	NODE_HWM=$(hwm "$NODE")
+	[ -f scp_src ] || head -c "$SIZE" /dev/urandom >scp_src
+	measure "${SCP[@]}" "$(id -un)@127.0.0.1:$W/scp_src" scp_dst
+	read -r _ T_S <m.out
+	rm -f dl.hbk scp_dst
+	echo "$SIZE $T_C $GCM $T_D $T_S $RSS_C $RSS_D" >>runs.txt
+done
+
+# What a durable write of that size costs on this disk, to explain P4.
+measure dd if=/dev/zero of=dd.out bs=1M count=$(( SIZE / 1048576 )) conv=fsync status=none
+read -r _ T_DD <m.out
+rm -f dd.out
+
+python3 - runs.txt "$NODE_HWM_CREATE" "$NODE_HWM" "$T_DD" "$JSON" <<'PYEOF'
+import json, statistics, sys
+runs = [[float(x) for x in l.split()] for l in open(sys.argv[1]) if l.strip()]
+nc, nd, tdd, out = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+size = int(runs[-1][0])
+dd = (size // 1048576 * 1048576) / tdd
 mb = lambda b: b / 1e6
-create, dl, scp = size / tc, size / td, size / ts
-print("P4  backup create, %.0f MB:  %7.1f MB/s   openssl aes-256-gcm 16 KiB: %7.1f MB/s   ratio %.2f (target >= 0.5: %s)"
-      % (mb(size), mb(create), mb(gcm), create / gcm, "met" if create / gcm >= 0.5 else "MISSED"))
+med = statistics.median
+create = [r[0] / r[1] for r in runs]
+gcm = [r[2] for r in runs]
+dl = [r[0] / r[3] for r in runs]
+scp = [r[0] / r[4] for r in runs]
+rss_c, rss_d = max(r[5] for r in runs), max(r[6] for r in runs)
+span = lambda v: "%7.1f MB/s [%.1f-%.1f]" % (mb(med(v)), mb(min(v)), mb(max(v)))
+r4, r3 = med(create) / med(gcm), med(dl) / med(scp)
+print("P4  backup create, %.0f MB, %d runs: %s   openssl aes-256-gcm 16 KiB: %s   ratio %.2f (target >= 0.5: %s)"
+      % (mb(size), len(runs), span(create), span(gcm), r4, "met" if r4 >= 0.5 else "MISSED"))
 print("    (a durable write on this disk, dd conv=fsync: %7.1f MB/s; backup create reaches %.2f of it)"
-      % (mb(dd), create / dd))
-print("P3  backup download:        %7.1f MB/s   scp from local sshd:        %7.1f MB/s   ratio %.2f (target >= 0.8: %s)"
-      % (mb(dl), mb(scp), dl / scp, "met" if dl / scp >= 0.8 else "MISSED"))
+      % (mb(dd), med(create) / dd))
+print("P3  backup download:              %s   scp from local sshd:        %s   ratio %.2f (target >= 0.8: %s)"
+      % (span(dl), span(scp), r3, "met" if r3 >= 0.8 else "MISSED"))
 print("    peak RSS: node %.1f MB after create, %.1f MB after download; hsmctl %.1f MB (create), %.1f MB (download); bound 64 MB"
-      % (nc, nd, rc, rd))
+      % (nc, nd, rss_c, rss_d))
+if out:
+    with open(out, "w") as f:
+        json.dump({
+            "size_bytes": [int(r[0]) for r in runs],
+            "create_s": [r[1] for r in runs], "create_Bps": create,
+            "gcm_Bps": gcm,
+            "download_s": [r[3] for r in runs], "download_Bps": dl,
+            "scp_s": [r[4] for r in runs], "scp_Bps": scp,
+            "dd_fsync_Bps": dd,
+            "rss_mb": {"node_after_create": nc, "node_after_download": nd,
+                       "hsmctl_create": rss_c, "hsmctl_download": rss_d,
+                       "bound": 64},
+        }, f, indent=1)
+        f.write("\n")
 PYEOF
