@@ -38,6 +38,8 @@ int objects_unseal(const struct node_ctx *n, const char *part, const char *id,
     hsm_status *st);
 /* 0: in service; 1: leaving (an exit in progress); 2: being imported. */
 int partition_exit_state(sqlite3 *db, const char *part);
+/* Forget the key a session keeps decoded for signing (session end). */
+void objects_cache_drop(struct sess_ctx *s);
 /* Drop a session's session objects (NULL: every session's, at start). */
 void objects_session_end(struct sess_ctx *s, const char *session);
 

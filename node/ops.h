@@ -53,6 +53,7 @@ struct sess_ctx {
 	struct repl_tx *tx;	/* the changeset of the open transaction */
 	struct snap_cursor *snap;	/* a snapshot being served */
 	struct upload *upload;	/* a backup being uploaded */
+	struct key_cache *keyc;	/* the last key this session signed with */
 	char peer[64];		/* "ADDR:PORT" of the client */
 	char term_fp[64];	/* terminal key fingerprint */
 	char id[17];		/* random, names the session in the audit log */

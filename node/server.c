@@ -418,6 +418,7 @@ out:
 	if (c.ctx.db != NULL) {
 		repl_session_end(&c.ctx);
 		backup_session_end(&c.ctx);
+		objects_cache_drop(&c.ctx);
 		objects_session_end(&c.ctx, c.ctx.id);
 	}
 	store_close(&c.ctx.db);
