@@ -10,10 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 
 #include "hsmctl.h"
 
@@ -118,38 +116,16 @@ static int
 derive_key(const unsigned char bkey[32], const unsigned char salt[32],
     const char *cluster_id, unsigned char out[32], hsm_status *st)
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *kc = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
 	unsigned char info[128];
 	size_t ilen = strlen(KDF_INFO) + 1 + strlen(cluster_id);
-	OSSL_PARAM p[5];
-	int r = -1;
 
 	/* Bound to the cluster: another cluster's key derives another key. */
-	if (kc == NULL || ilen > sizeof(info)) {
-		hsm_fail(st, "internal", "HKDF unavailable");
-		goto out;
-	}
+	if (ilen > sizeof(info))
+		return hsm_fail(st, "integrity", "backup header: bad "
+		    "'cluster_id'");
 	memcpy(info, KDF_INFO, strlen(KDF_INFO) + 1);
 	memcpy(info + strlen(KDF_INFO) + 1, cluster_id, strlen(cluster_id));
-	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-	    (char *)"SHA256", 0);
-	p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-	    (void *)(uintptr_t)bkey, 32);
-	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-	    (void *)(uintptr_t)salt, 32);
-	p[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info,
-	    ilen);
-	p[4] = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kc, out, 32, p) != 1) {
-		hsm_fail(st, "internal", "HKDF failed");
-		goto out;
-	}
-	r = 0;
-out:
-	EVP_KDF_CTX_free(kc);
-	EVP_KDF_free(kdf);
-	return r;
+	return hsm_hkdf_sha256(bkey, 32, salt, 32, info, ilen, out, st);
 }
 
 static int

@@ -222,6 +222,11 @@ int hsm_conn_read_frame(struct hsm_conn *conn, unsigned char **payload,
 /* The SSH user a new node asks to join a cluster as (hsmd init --join). */
 #define HSM_JOIN_USER "hsmd-join"
 
+/* HKDF-SHA256 to 32 bytes (no salt when saltlen is 0). */
+int hsm_hkdf_sha256(const unsigned char *ikm, size_t ikmlen,
+    const unsigned char *salt, size_t saltlen, const unsigned char *info,
+    size_t infolen, unsigned char out[32], hsm_status *st);
+
 /* ---- backup files (backup.c; doc/backup-format.md) -------------------- */
 
 #define HSM_BACKUP_FORMAT 1

@@ -3,7 +3,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 #include "hsmctl.h"
 
@@ -57,4 +59,40 @@ hsm_hex(const unsigned char *p, size_t n, char *out)
 		out[2 * i + 1] = digits[p[i] & 0xf];
 	}
 	out[2 * n] = '\0';
+}
+
+int
+hsm_hkdf_sha256(const unsigned char *ikm, size_t ikmlen,
+    const unsigned char *salt, size_t saltlen, const unsigned char *info,
+    size_t infolen, unsigned char out[32], hsm_status *st)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *kc = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM p[5];
+	size_t n = 0;
+	int r = -1;
+
+	if (kc == NULL) {
+		hsm_fail(st, "internal", "HKDF unavailable");
+		goto out;
+	}
+	p[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+	    (void *)(uintptr_t)ikm, ikmlen);
+	if (saltlen > 0)
+		p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+		    (void *)(uintptr_t)salt, saltlen);
+	p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+	    (void *)(uintptr_t)info, infolen);
+	p[n] = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(kc, out, 32, p) != 1) {
+		hsm_fail(st, "internal", "HKDF failed");
+		goto out;
+	}
+	r = 0;
+out:
+	EVP_KDF_CTX_free(kc);
+	EVP_KDF_free(kdf);
+	return r;
 }

@@ -7,10 +7,8 @@
 #include <time.h>
 
 #include <openssl/bio.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
@@ -26,8 +24,6 @@
 #define TRANSFER_INFO "hsmctl-exit-transfer-v1"
 #define EXPORT_INFO "hsmctl-export-v1"
 #define CERT_TYPE "hsmctl-deletion-certificate-v1"
-#define GCM_NONCE 12
-#define GCM_TAG 16
 #define TARGET_TIMEOUT_MS 10000
 
 /* The steps of a transfer or migrate, in order. */
@@ -68,35 +64,8 @@ static int
 hkdf(const unsigned char *ikm, size_t ikmlen, const unsigned char *salt,
     size_t saltlen, const char *info, unsigned char out[32], hsm_status *st)
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *kc = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM p[5];
-	size_t n = 0;
-	int r = -1;
-
-	if (kc == NULL) {
-		hsm_fail(st, "internal", "HKDF unavailable");
-		goto out;
-	}
-	p[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-	    (char *)"SHA256", 0);
-	p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-	    (void *)(uintptr_t)ikm, ikmlen);
-	if (saltlen > 0)
-		p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-		    (void *)(uintptr_t)salt, saltlen);
-	p[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-	    (void *)(uintptr_t)info, strlen(info));
-	p[n] = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(kc, out, 32, p) != 1) {
-		hsm_fail(st, "internal", "HKDF failed");
-		goto out;
-	}
-	r = 0;
-out:
-	EVP_KDF_CTX_free(kc);
-	EVP_KDF_free(kdf);
-	return r;
+	return hsm_hkdf_sha256(ikm, ikmlen, salt, saltlen,
+	    (const unsigned char *)info, strlen(info), out, st);
 }
 
 static int
@@ -120,78 +89,6 @@ ecdh(EVP_PKEY *priv, EVP_PKEY *peer, unsigned char **out, size_t *outlen,
 	r = 0;
 out:
 	EVP_PKEY_CTX_free(c);
-	return r;
-}
-
-/* AES-256-GCM, AAD partition || NUL || id: nonce || ciphertext || tag. */
-static int
-gcm_seal(const unsigned char key[32], const char *part, const char *id,
-    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
-    hsm_status *st)
-{
-	EVP_CIPHER_CTX *c = NULL;
-	unsigned char *b = malloc(GCM_NONCE + len + GCM_TAG);
-	int l, r = -1;
-
-	if (b == NULL)
-		return hsm_fail(st, "no_memory", "out of memory");
-	if (RAND_bytes(b, GCM_NONCE) != 1 || (c = EVP_CIPHER_CTX_new()) ==
-	    NULL || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, b) != 1 ||
-	    EVP_EncryptUpdate(c, NULL, &l, (const unsigned char *)part,
-	    (int)strlen(part) + 1) != 1 ||
-	    EVP_EncryptUpdate(c, NULL, &l, (const unsigned char *)id,
-	    (int)strlen(id)) != 1 ||
-	    EVP_EncryptUpdate(c, b + GCM_NONCE, &l, in, (int)len) != 1 ||
-	    EVP_EncryptFinal_ex(c, b + GCM_NONCE + l, &l) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG,
-	    b + GCM_NONCE + len) != 1) {
-		free(b);
-		hsm_fail(st, "internal", "AES-256-GCM failed");
-		goto out;
-	}
-	*out = b;
-	*outlen = GCM_NONCE + len + GCM_TAG;
-	r = 0;
-out:
-	EVP_CIPHER_CTX_free(c);
-	return r;
-}
-
-static int
-gcm_open(const unsigned char key[32], const char *part, const char *id,
-    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
-    hsm_status *st)
-{
-	EVP_CIPHER_CTX *c = NULL;
-	unsigned char *b;
-	size_t n;
-	int l, r = -1;
-
-	if (len < GCM_NONCE + GCM_TAG)
-		return hsm_fail(st, "integrity", "key %s arrived damaged", id);
-	n = len - GCM_NONCE - GCM_TAG;
-	if ((b = malloc(n + 1)) == NULL)
-		return hsm_fail(st, "no_memory", "out of memory");
-	if ((c = EVP_CIPHER_CTX_new()) == NULL ||
-	    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) != 1 ||
-	    EVP_DecryptUpdate(c, NULL, &l, (const unsigned char *)part,
-	    (int)strlen(part) + 1) != 1 ||
-	    EVP_DecryptUpdate(c, NULL, &l, (const unsigned char *)id,
-	    (int)strlen(id)) != 1 ||
-	    EVP_DecryptUpdate(c, b, &l, in + GCM_NONCE, (int)n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
-	    (void *)(uintptr_t)(in + len - GCM_TAG)) != 1 ||
-	    EVP_DecryptFinal_ex(c, b + l, &l) != 1) {
-		OPENSSL_clear_free(b, n + 1);
-		hsm_fail(st, "integrity", "key %s does not authenticate under "
-		    "the transfer key", id);
-		goto out;
-	}
-	*out = b;
-	*outlen = n;
-	r = 0;
-out:
-	EVP_CIPHER_CTX_free(c);
 	return r;
 }
 
@@ -603,7 +500,7 @@ send_import(struct sess_ctx *s, struct plan *p, struct hsm_conn *c,
 		    &m, &mlen, st) != 0)
 			goto out;
 		key_digest(id, type, m, mlen, hex);
-		rc = gcm_seal(key, p->part, id, m, mlen, &ct, &ctlen, st);
+		rc = key_seal(key, p->part, id, m, mlen, &ct, &ctlen, st);
 		OPENSSL_clear_free(m, mlen);
 		if (rc != 0)
 			goto out;
@@ -1281,7 +1178,7 @@ op_exit_import(struct sess_ctx *s, const cbor_item_t *args,
 			    (int)cbor_string_length(idv),
 			    (const char *)cbor_string_handle(idv));
 			/* Decrypted with the transfer key, sealed with ours. */
-			if (gcm_open(key, o.part, id, cbor_bytestring_handle(ct),
+			if (key_open(key, o.part, id, cbor_bytestring_handle(ct),
 			    cbor_bytestring_length(ct), &m, &mlen, st) != 0)
 				goto fail;
 			rc = objects_seal(s->node, o.part, id, m, mlen, &sealed,

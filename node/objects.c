@@ -276,9 +276,12 @@ objects_usage(sqlite3 *db, const char *part, int64_t *objects,
 	    "partition = ?1", part);
 }
 
-/* AES-256-GCM under the master key; AAD binds partition and key id. */
-static int
-seal(const struct node_ctx *n, const char *part, const char *id,
+/*
+ * AES-256-GCM, AAD partition || NUL || id: nonce || ciphertext || tag.
+ * Under the master key for the store, under a transfer key for an exit.
+ */
+int
+key_seal(const unsigned char key[32], const char *part, const char *id,
     const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
     hsm_status *st)
 {
@@ -290,8 +293,7 @@ seal(const struct node_ctx *n, const char *part, const char *id,
 		return hsm_fail(st, "no_memory", "out of memory");
 	if (RAND_bytes(buf, GCM_NONCE) != 1 ||
 	    (c = EVP_CIPHER_CTX_new()) == NULL ||
-	    EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, n->master_key,
-	    buf) != 1 ||
+	    EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) != 1 ||
 	    EVP_EncryptUpdate(c, NULL, &l, (const unsigned char *)part,
 	    (int)strlen(part) + 1) != 1 ||
 	    EVP_EncryptUpdate(c, NULL, &l, (const unsigned char *)id,
@@ -312,8 +314,8 @@ out:
 	return r;
 }
 
-static int
-unseal(const struct node_ctx *n, const char *part, const char *id,
+int
+key_open(const unsigned char key[32], const char *part, const char *id,
     const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
     hsm_status *st)
 {
@@ -323,14 +325,12 @@ unseal(const struct node_ctx *n, const char *part, const char *id,
 	int l, r = -1;
 
 	if (len < GCM_NONCE + GCM_TAG)
-		return hsm_fail(st, "integrity", "stored key %s is damaged",
-		    id);
+		return hsm_fail(st, "integrity", "key %s is damaged", id);
 	plen = len - GCM_NONCE - GCM_TAG;
 	if ((buf = malloc(plen + 1)) == NULL)
 		return hsm_fail(st, "no_memory", "out of memory");
 	if ((c = EVP_CIPHER_CTX_new()) == NULL ||
-	    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, n->master_key,
-	    in) != 1 ||
+	    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) != 1 ||
 	    EVP_DecryptUpdate(c, NULL, &l, (const unsigned char *)part,
 	    (int)strlen(part) + 1) != 1 ||
 	    EVP_DecryptUpdate(c, NULL, &l, (const unsigned char *)id,
@@ -340,8 +340,8 @@ unseal(const struct node_ctx *n, const char *part, const char *id,
 	    (void *)(uintptr_t)(in + len - GCM_TAG)) != 1 ||
 	    EVP_DecryptFinal_ex(c, buf + l, &l) != 1) {
 		OPENSSL_clear_free(buf, plen + 1);
-		hsm_fail(st, "integrity", "stored key %s does not "
-		    "authenticate", id);
+		hsm_fail(st, "integrity", "key %s does not authenticate "
+		    "(damaged, or sealed under another key)", id);
 		goto out;
 	}
 	*out = buf;
@@ -350,6 +350,22 @@ unseal(const struct node_ctx *n, const char *part, const char *id,
 out:
 	EVP_CIPHER_CTX_free(c);
 	return r;
+}
+
+static int
+seal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st)
+{
+	return key_seal(n->master_key, part, id, in, len, out, outlen, st);
+}
+
+static int
+unseal(const struct node_ctx *n, const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st)
+{
+	return key_open(n->master_key, part, id, in, len, out, outlen, st);
 }
 
 int

@@ -29,6 +29,13 @@ int op_key_purge(struct sess_ctx *, const cbor_item_t *, cbor_item_t **,
 /* Objects, invalidated objects and bytes a partition uses. */
 void objects_usage(sqlite3 *db, const char *partition, int64_t *objects,
     int64_t *invalidated, int64_t *bytes);
+/* AES-256-GCM of key material under any key, AAD partition and id. */
+int key_seal(const unsigned char key[32], const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st);
+int key_open(const unsigned char key[32], const char *part, const char *id,
+    const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
+    hsm_status *st);
 /* Key material sealed under the master key, AAD partition and id. */
 int objects_seal(const struct node_ctx *n, const char *part, const char *id,
     const unsigned char *in, size_t len, unsigned char **out, size_t *outlen,
