@@ -78,6 +78,12 @@ struct cmd {
 	bool connects;		/* needs a node */
 	bool secret;		/* its line never enters shell history */
 	int route;		/* ROUTE_*: which node of a cluster it goes to */
+	/*
+	 * In a batch, a run of such lines goes to the node as one request
+	 * (its batch op) and one transaction: a handler that makes exactly
+	 * one ctx_call, whose op the node marks OP_GROUP.
+	 */
+	bool group;
 	const char *help;	/* one line */
 	/* 0, or -1 with st filled; the caller reports errors, per mode. */
 	int (*fn)(struct ctx *, const struct inv *, hsm_status *st);
@@ -131,6 +137,9 @@ struct ctx {
 	bool capture;		/* record the op instead of sending it */
 	char captured_op[HSM_OP_MAX + 1];
 	cbor_item_t *captured_args;
+	/* A batch line's answer, already received: ctx_call returns it. */
+	const cbor_item_t *replay;	/* {"ok":..,"result"|"error":..} */
+	char replay_op[HSM_OP_MAX + 1];
 	cbor_item_t *op_approval;	/* --approval files for one op */
 	cbor_item_t *live[3];	/* shell completion cache: partitions,
 				 * officers, backups */

@@ -338,6 +338,44 @@ out:
 	return r;
 }
 
+/*
+ * The answer a batch op already brought for this line (batch.c): what
+ * the node said to exactly this op, once.
+ */
+static int
+ctx_replay(struct ctx *ctx, const char *op, cbor_item_t **result,
+    hsm_status *st)
+{
+	const cbor_item_t *e = ctx->replay, *ok, *v, *code, *msg;
+
+	ctx->replay = NULL;
+	if (strcmp(op, ctx->replay_op) != 0)
+		return hsm_fail(st, "internal", "batch: the answer to %s is not "
+		    "one to %s", ctx->replay_op, op);
+	if ((ok = hsm_map_get(e, "ok")) == NULL || !hsm_cbor_is_bool(ok))
+		return hsm_fail(st, "protocol", "the node's batch answer has "
+		    "no 'ok'");
+	if (cbor_get_bool(ok)) {
+		if ((v = hsm_map_get(e, "result")) == NULL)
+			return hsm_fail(st, "protocol", "the node's batch answer "
+			    "has no result");
+		*result = cbor_incref((cbor_item_t *)(uintptr_t)v);
+		return 0;
+	}
+	if ((v = hsm_map_get(e, "error")) == NULL || !cbor_isa_map(v) ||
+	    (code = hsm_map_get(v, "code")) == NULL || !cbor_isa_string(code) ||
+	    (msg = hsm_map_get(v, "message")) == NULL || !cbor_isa_string(msg) ||
+	    cbor_string_length(code) >= HSM_CODE_MAX)
+		return hsm_fail(st, "protocol", "the node's batch answer has a "
+		    "malformed error");
+	hsm_fail(st, "internal", "%.*s", (int)(cbor_string_length(msg) <
+	    HSM_MSG_MAX ? cbor_string_length(msg) : HSM_MSG_MAX - 1),
+	    (const char *)cbor_string_handle(msg));
+	memcpy(st->code, cbor_string_handle(code), cbor_string_length(code));
+	st->code[cbor_string_length(code)] = '\0';
+	return -1;
+}
+
 int
 ctx_call(struct ctx *ctx, const char *op, const cbor_item_t *args,
     cbor_item_t **result, hsm_status *st)
@@ -353,6 +391,8 @@ ctx_call(struct ctx *ctx, const char *op, const cbor_item_t *args,
 		    cbor_new_indefinite_map();
 		return hsm_fail(st, "captured", "recorded, not sent");
 	}
+	if (ctx->replay != NULL)
+		return ctx_replay(ctx, op, result, st);
 	/* --approval without --as: approvals of this very operation. */
 	if (ctx->napprovals > 0 && ctx->as == NULL && ctx->running != NULL &&
 	    ctx->running->writes) {

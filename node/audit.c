@@ -196,6 +196,19 @@ audit_record(struct sess_ctx *s, const char *op, const char *args,
 	hsm_status st;
 
 	hsm_status_clear(&st);
+	/* Inside a batch's transaction, the entry goes with it. */
+	if (!sqlite3_get_autocommit(s->db)) {
+		if (store_exec(s->db, "SAVEPOINT audit_record", &st) != 0 ||
+		    audit_append(s, NULL, op, args, result, &st) != 0 ||
+		    store_exec(s->db, "RELEASE audit_record", &st) != 0) {
+			sqlite3_exec(s->db, "ROLLBACK TO audit_record; "
+			    "RELEASE audit_record", NULL, NULL, NULL);
+			log_warn("%s: cannot write audit entry for %s: %s",
+			    s->peer, op, st.message);
+			return -1;
+		}
+		return 0;
+	}
 	if (store_exec(s->db, "BEGIN IMMEDIATE", &st) != 0 ||
 	    audit_append(s, NULL, op, args, result, &st) != 0 ||
 	    store_exec(s->db, "COMMIT", &st) != 0) {

@@ -21,6 +21,10 @@
 #define OP_NODE 0x4	/* node-to-node, from a member node only */
 #define OP_JOIN 0x8	/* from a node asking to join, or a member */
 #define OP_EXITSRC 0x10	/* from an exit source only (the target's side) */
+#define OP_GROUP 0x20	/* may be one of the requests of a batch op */
+
+/* A batch op: at most this many requests, run in one transaction. */
+#define BATCH_ITEMS_MAX 1024
 
 struct op {
 	const char *name;
@@ -233,6 +237,8 @@ list_result(cbor_item_t **res, const char *key, cbor_item_t *list, bool done,
 int
 tx_begin(struct sess_ctx *s, hsm_status *st)
 {
+	if (s->group)
+		return store_exec(s->db, "SAVEPOINT item", st);
 	if (store_exec(s->db, "BEGIN IMMEDIATE", st) != 0)
 		return -1;
 	if (repl_tx_begin(s, st) != 0) {
@@ -245,6 +251,12 @@ tx_begin(struct sess_ctx *s, hsm_status *st)
 int
 tx_commit(struct sess_ctx *s, hsm_status *st)
 {
+	if (s->group) {
+		if (store_exec(s->db, "RELEASE item", st) == 0)
+			return 0;
+		tx_rollback(s);
+		return -1;
+	}
 	if (repl_tx_precommit(s, st) != 0 ||
 	    store_exec(s->db, "COMMIT", st) != 0) {
 		tx_rollback(s);
@@ -257,6 +269,11 @@ tx_commit(struct sess_ctx *s, hsm_status *st)
 void
 tx_rollback(struct sess_ctx *s)
 {
+	if (s->group) {
+		sqlite3_exec(s->db, "ROLLBACK TO item; RELEASE item", NULL,
+		    NULL, NULL);
+		return;
+	}
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	repl_tx_end(s, false);
 }
@@ -322,6 +339,7 @@ op_node_info(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 
 /* Every op the node answers; sorted by name. */
 #define C OP_CHANGE
+#define G OP_GROUP
 #define AUTH_OP (OP_BC)
 static const struct op ops[] = {
 	{ "approval.cancel", 0, true, 0, op_approval_cancel },
@@ -357,13 +375,14 @@ static const struct op ops[] = {
 	{ "exit.transfer", ROLE_SO, true, C, op_exit_transfer },
 	{ "key.attest", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0,
 	    op_key_attest },
-	{ "key.delete", ROLE_USER, true, C, op_key_delete },
+	{ "key.delete", ROLE_USER, true, C | G, op_key_delete },
 	{ "key.generate", ROLE_USER, true, C, op_key_generate },
 	{ "key.list", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0, op_key_list },
 	{ "key.purge", ROLE_SO | ROLE_PSO, true, C, op_key_purge },
 	{ "key.restore", ROLE_SO | ROLE_PSO, true, C, op_key_restore },
-	{ "key.show", ROLE_SO | ROLE_PSO | ROLE_USER, false, 0, op_key_show },
-	{ "key.sign", ROLE_USER, false, 0, op_key_sign },
+	{ "key.show", ROLE_SO | ROLE_PSO | ROLE_USER, false, G,
+	    op_key_show },
+	{ "key.sign", ROLE_USER, false, G, op_key_sign },
 	{ "node.info", 0, false, OP_BC, op_node_info },
 	{ "officer.add", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true, C,
 	    op_officer_add },
@@ -372,12 +391,12 @@ static const struct op ops[] = {
 	    op_officer_remove },
 	{ "partition.create", ROLE_SO, true, C, op_partition_create },
 	{ "partition.delete", ROLE_SO, true, C, op_partition_delete },
-	{ "partition.get", ROLE_SO | ROLE_PSO, false, 0, op_partition_get },
+	{ "partition.get", ROLE_SO | ROLE_PSO, false, G, op_partition_get },
 	{ "partition.list", ROLE_ANY, false, 0, op_partition_list },
 	{ "partition.secret", ROLE_SO | ROLE_PSO, true, C,
 	    op_partition_secret },
-	{ "partition.set", ROLE_SO | ROLE_PSO, true, C, op_partition_set },
-	{ "partition.show", ROLE_SO | ROLE_PSO, false, 0, op_partition_show },
+	{ "partition.set", ROLE_SO | ROLE_PSO, true, C | G, op_partition_set },
+	{ "partition.show", ROLE_SO | ROLE_PSO, false, G, op_partition_show },
 	{ "quorum.set", ROLE_GENESIS | ROLE_SO | ROLE_PSO, true, C,
 	    op_quorum_set },
 	{ "quorum.show", ROLE_ANY, false, 0, op_quorum_show },
@@ -387,6 +406,7 @@ static const struct op ops[] = {
 	{ "repl.vote", 0, false, OP_NODE, op_repl_vote },
 };
 #undef C
+#undef G
 #undef AUTH_OP
 
 static const struct op *
@@ -550,47 +570,36 @@ map_without(const cbor_item_t *map, const char *key)
 	return out;
 }
 
-int
-ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
-    unsigned char **out, size_t *outlen)
+/*
+ * One op on this session: the gate, the exit lock, the handler.  An
+ * approval bound to this one request stands in for a login.
+ */
+static int
+op_dispatch(struct sess_ctx *s, const struct op *op, const cbor_item_t *reqargs,
+    cbor_item_t **result, hsm_status *st)
 {
-	struct hsm_request req;
-	const struct op *op;
-	cbor_item_t *result = NULL, *args = NULL;
+	cbor_item_t *args = NULL;
 	const cbor_item_t *approval;
 	struct sess_ctx saved;
 	bool approved = false;
-	hsm_status st;
 	int r;
 
-	hsm_status_clear(&st);
-	if (hsm_request_decode(payload, len, &req, &st) != 0) {
-		log_info("%s: rejected request: %s", s->peer, st.message);
-		goto error;
-	}
-	if ((op = op_find(req.op)) == NULL) {
-		hsm_fail(&st, "unknown_op", "unknown op '%s'", req.op);
-		log_info("%s: %s", s->peer, st.message);
-		goto error;
-	}
-	/* An approval bound to this one request stands in for a login. */
-	if ((approval = hsm_map_get(req.args, "approval")) != NULL) {
-		if ((args = map_without(req.args, "approval")) == NULL) {
-			hsm_fail(&st, "no_memory", "out of memory");
-			goto error;
-		}
-		if (auth_op_approval(s, req.op, args, approval, &saved,
-		    &st) != 0) {
+	*result = NULL;
+	if ((approval = hsm_map_get(reqargs, "approval")) != NULL) {
+		if ((args = map_without(reqargs, "approval")) == NULL)
+			return hsm_fail(st, "no_memory", "out of memory");
+		if (auth_op_approval(s, op->name, args, approval, &saved,
+		    st) != 0) {
 			cbor_decref(&args);
-			goto error;
+			return -1;
 		}
 		approved = true;
 	}
-	r = op_permitted(s, op, &st);
+	r = op_permitted(s, op, st);
 	if (r == 0)
-		r = exit_lock_check(s, op, args != NULL ? args : req.args, &st);
+		r = exit_lock_check(s, op, args != NULL ? args : reqargs, st);
 	if (r == 0)
-		r = op->fn(s, args != NULL ? args : req.args, &result, &st);
+		r = op->fn(s, args != NULL ? args : reqargs, result, st);
 	if (approved) {
 		/* Back to the session's own role (if any). */
 		memcpy(s->role, saved.role, sizeof(s->role));
@@ -600,6 +609,210 @@ ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
 	}
 	if (args != NULL)
 		cbor_decref(&args);
+	if (r != 0 && *result != NULL)
+		cbor_decref(result);
+	return r;
+}
+
+/* One entry of a batch's results: {"ok":true,"result":R} or the error. */
+static cbor_item_t *
+batch_entry(cbor_item_t *result, const hsm_status *st)
+{
+	cbor_item_t *e = cbor_new_definite_map(2), *err = NULL;
+	bool ok = e != NULL;
+
+	if (ok && result != NULL)
+		ok = hsm_map_put_bool(e, "ok", true) == 0 &&
+		    hsm_map_put(e, "result", cbor_incref(result)) == 0;
+	else if (ok)
+		ok = hsm_map_put_bool(e, "ok", false) == 0 &&
+		    (err = cbor_new_definite_map(2)) != NULL &&
+		    hsm_map_put_str(err, "code", st->code) == 0 &&
+		    hsm_map_put_str(err, "message", st->message) == 0 &&
+		    hsm_map_put(e, "error", cbor_incref(err)) == 0;
+	if (err != NULL)
+		cbor_decref(&err);
+	if (!ok && e != NULL)
+		cbor_decref(&e);
+	return e;
+}
+
+/*
+ * batch: {"requests":[{"op":OP,"args":{...}},...], "keep_going":bool}.
+ * The requests run in order, as if sent one by one on this session, and
+ * stop at the first that fails unless keep_going.  The state-changing
+ * ones share one transaction, each in its own savepoint, committed (and
+ * so durable, and replicated as one change) before the answer goes
+ * out: a failed request leaves nothing behind, and what the answer
+ * reports as done is done.  It saves a batch file one round trip and
+ * one disk flush per line; only ops marked OP_GROUP take part.
+ */
+static int
+op_batch(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
+    hsm_status *st)
+{
+	static const char *const names[] = { "requests", "keep_going", NULL };
+	const cbor_item_t *reqs, *kg;
+	const struct op **ops_of = NULL;
+	cbor_item_t *results = NULL, **done = NULL;
+	bool keep_going = false, writes = false;
+	size_t n, ran = 0;
+	int r = -1;
+
+	if (args_allowed(args, names, st) != 0)
+		return -1;
+	if ((reqs = hsm_map_get(args, "requests")) == NULL ||
+	    !cbor_isa_array(reqs) || (n = cbor_array_size(reqs)) == 0 ||
+	    n > BATCH_ITEMS_MAX)
+		return hsm_fail(st, "bad_request", "argument 'requests' is not "
+		    "a list of 1 to %d requests", BATCH_ITEMS_MAX);
+	if ((kg = hsm_map_get(args, "keep_going")) != NULL) {
+		if (!hsm_cbor_is_bool(kg))
+			return hsm_fail(st, "bad_request", "argument "
+			    "'keep_going' is not a boolean");
+		keep_going = cbor_get_bool(kg);
+	}
+	if ((ops_of = calloc(n, sizeof(*ops_of))) == NULL ||
+	    (done = calloc(n, sizeof(*done))) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	/* Every request checked before any runs. */
+	for (size_t i = 0; i < n; i++) {
+		const cbor_item_t *q = cbor_array_handle(reqs)[i], *o, *a;
+		char name[HSM_OP_MAX + 1];
+		size_t l;
+
+		if (!cbor_isa_map(q) || cbor_map_size(q) != 2 ||
+		    (o = hsm_map_get(q, "op")) == NULL || !cbor_isa_string(o) ||
+		    (a = hsm_map_get(q, "args")) == NULL || !cbor_isa_map(a) ||
+		    (l = cbor_string_length(o)) == 0 || l > HSM_OP_MAX) {
+			hsm_fail(st, "bad_request", "request %zu of the batch "
+			    "is not {op, args}", i + 1);
+			goto out;
+		}
+		memcpy(name, cbor_string_handle(o), l);
+		name[l] = '\0';
+		if ((ops_of[i] = op_find(name)) == NULL ||
+		    !(ops_of[i]->where & OP_GROUP) ||
+		    hsm_map_get(a, "approval") != NULL) {
+			hsm_fail(st, "bad_request", "request %zu of the batch: "
+			    "%.64s cannot be batched", i + 1, name);
+			goto out;
+		}
+		writes = writes || ops_of[i]->writes;
+	}
+	if (writes) {
+		if (tx_begin(s, st) != 0)
+			goto out;
+		s->group = true;
+	}
+	for (ran = 0; ran < n; ran++) {
+		const cbor_item_t *a = hsm_map_get(cbor_array_handle(reqs)[ran],
+		    "args");
+		hsm_status ist;
+
+		hsm_status_clear(&ist);
+		if (op_dispatch(s, ops_of[ran], a, &done[ran], &ist) != 0) {
+			log_info("%s: batch: %s: %s: %s", s->peer,
+			    ops_of[ran]->name, ist.code, ist.message);
+			/* An error entry: done[ran] stays NULL. */
+			if ((done[ran] = batch_entry(NULL, &ist)) == NULL) {
+				hsm_fail(st, "no_memory", "out of memory");
+				goto rollback;
+			}
+			if (!keep_going) {
+				ran++;
+				break;
+			}
+			continue;
+		}
+		if (done[ran] == NULL &&
+		    (done[ran] = cbor_new_definite_map(0)) == NULL) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto rollback;
+		}
+		{
+			cbor_item_t *e = batch_entry(done[ran], NULL);
+
+			cbor_decref(&done[ran]);
+			if ((done[ran] = e) == NULL) {
+				hsm_fail(st, "no_memory", "out of memory");
+				goto rollback;
+			}
+		}
+	}
+	if (writes) {
+		s->group = false;
+		repl_tx_keep_audit(s);
+		/* Nothing is reported done that is not committed. */
+		if (tx_commit(s, st) != 0)
+			goto out;
+	}
+	if ((results = cbor_new_definite_array(ran)) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ran; i++)
+		if (!cbor_array_push(results, done[i])) {
+			hsm_fail(st, "no_memory", "out of memory");
+			goto out;
+		}
+	if ((*res = cbor_new_definite_map(1)) == NULL) {
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	if (hsm_map_put(*res, "results", results) != 0) {
+		results = NULL;
+		cbor_decref(res);
+		hsm_fail(st, "no_memory", "out of memory");
+		goto out;
+	}
+	results = NULL;
+	r = 0;
+	goto out;
+rollback:
+	if (writes) {
+		s->group = false;
+		tx_rollback(s);
+	}
+out:
+	s->group = false;
+	if (results != NULL)
+		cbor_decref(&results);
+	for (size_t i = 0; done != NULL && i < n; i++)
+		if (done[i] != NULL)
+			cbor_decref(&done[i]);
+	free(done);
+	free(ops_of);
+	return r;
+}
+
+int
+ops_handle(struct sess_ctx *s, const unsigned char *payload, size_t len,
+    unsigned char **out, size_t *outlen)
+{
+	struct hsm_request req;
+	const struct op *op;
+	cbor_item_t *result = NULL;
+	hsm_status st;
+	int r;
+
+	hsm_status_clear(&st);
+	if (hsm_request_decode(payload, len, &req, &st) != 0) {
+		log_info("%s: rejected request: %s", s->peer, st.message);
+		goto error;
+	}
+	if (strcmp(req.op, "batch") == 0)
+		r = s->kind == SESS_TERMINAL ? op_batch(s, req.args, &result,
+		    &st) : hsm_fail(&st, "not_authorized", "batch is for "
+		    "terminals only");
+	else if ((op = op_find(req.op)) == NULL) {
+		hsm_fail(&st, "unknown_op", "unknown op '%s'", req.op);
+		log_info("%s: %s", s->peer, st.message);
+		goto error;
+	} else
+		r = op_dispatch(s, op, req.args, &result, &st);
 	if (r != 0) {
 		if (result != NULL)
 			cbor_decref(&result);

@@ -64,6 +64,7 @@ struct sess_ctx {
 	unsigned char secret_hash[32];	/* of the secret it logged in with */
 	time_t login_time;
 	time_t last_use;	/* for the idle timeout */
+	bool group;		/* inside a batch op's one transaction */
 };
 
 /* Role bits for the gate. */
@@ -107,7 +108,10 @@ bool list_push(cbor_item_t *list, cbor_item_t **e, bool ok);
 int list_result(cbor_item_t **res, const char *key, cbor_item_t *list,
     bool done, const char *what, hsm_status *st);
 
-/* Begin/commit a write transaction; rollback on any failure. */
+/*
+ * Begin/commit a write transaction; rollback on any failure.  Inside a
+ * batch op (s->group) they are a savepoint of the batch's transaction.
+ */
 int tx_begin(struct sess_ctx *s, hsm_status *st);
 int tx_commit(struct sess_ctx *s, hsm_status *st);
 void tx_rollback(struct sess_ctx *s);

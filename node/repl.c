@@ -31,6 +31,7 @@ struct repl_tx {
 	sqlite3_session *sess;
 	int64_t audit_mark;	/* audit entries after this one are ours */
 	uint64_t seq;		/* assigned at precommit, 0 if none */
+	bool audit_only;	/* log its audit entries even with no change */
 };
 
 struct snap_cursor {
@@ -184,6 +185,13 @@ repl_tx_begin(struct sess_ctx *s, hsm_status *st)
 	return 0;
 }
 
+void
+repl_tx_keep_audit(struct sess_ctx *s)
+{
+	if (s->tx != NULL)
+		s->tx->audit_only = true;
+}
+
 /* The master's audit entries of this transaction, for the replicas. */
 static int
 tx_audit(sqlite3 *db, int64_t mark, unsigned char **buf, size_t *len,
@@ -240,7 +248,14 @@ repl_tx_precommit(struct sess_ctx *s, hsm_status *st)
 		return 0;
 	if (sqlite3session_changeset(t->sess, &n, &cs) != SQLITE_OK)
 		return hsm_fail(st, "internal", "cannot record the change");
-	if (n == 0) {
+	/*
+	 * Changes that cancel out (a batch that sets a value and sets it
+	 * back) leave no changeset, but their audit entries must still
+	 * reach the replicas: an entry with empty changes and the checksum
+	 * of nothing (a restore's entry has no checksum).
+	 */
+	if (n == 0 && (!t->audit_only || store_meta_int(s->db, "audit_count",
+	    0) <= t->audit_mark)) {
 		sqlite3_free(cs);
 		return 0;
 	}
@@ -270,7 +285,10 @@ repl_tx_precommit(struct sess_ctx *s, hsm_status *st)
 	sqlite3_bind_int64(q, 1, (int64_t)seq);
 	sqlite3_bind_int64(q, 2, (int64_t)epoch);
 	sqlite3_bind_int64(q, 3, repl_now_ms());
-	sqlite3_bind_blob(q, 4, cs, n, SQLITE_STATIC);
+	if (n > 0)
+		sqlite3_bind_blob(q, 4, cs, n, SQLITE_STATIC);
+	else
+		sqlite3_bind_zeroblob(q, 4, 0);
 	sqlite3_bind_blob(q, 5, audit, (int)alen, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 6, sha, sizeof(sha), SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
@@ -523,6 +541,7 @@ static int
 apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 {
 	uint64_t seq, epoch, time_ms, last, known;
+	const cbor_item_t *h0;
 	const unsigned char *cs, *audit;
 	size_t cslen, alen;
 	sqlite3_stmt *q = NULL;
@@ -542,10 +561,12 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 	    epoch > INT64_MAX)
 		return hsm_fail(st, "protocol", "replication entry out of "
 		    "range");
-	if (cslen == 0)
+	/* Empty changes with a checksum: audit entries only. */
+	if (cslen == 0 && ((h0 = hsm_map_get(e, "sha256")) == NULL ||
+	    !cbor_isa_bytestring(h0) || cbor_bytestring_length(h0) == 0))
 		return hsm_fail(st, "protocol", "replication entry %llu is a "
 		    "restore: it is taken by snapshot", (unsigned long long)seq);
-	if (!changeset_headers_ok(cs, cslen))
+	if (cslen > 0 && !changeset_headers_ok(cs, cslen))
 		return hsm_fail(st, "protocol", "replication entry %llu: the "
 		    "changes are malformed", (unsigned long long)seq);
 	{
@@ -570,8 +591,8 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 		    ", got %" PRIu64, last, seq);
 		goto fail;
 	}
-	rc = sqlite3changeset_apply(db, (int)cslen, (void *)(uintptr_t)cs,
-	    apply_filter, apply_conflict, &foreign);
+	rc = cslen == 0 ? SQLITE_OK : sqlite3changeset_apply(db, (int)cslen,
+	    (void *)(uintptr_t)cs, apply_filter, apply_conflict, &foreign);
 	if (rc == SQLITE_OK && foreign) {
 		hsm_fail(st, "protocol", "change %" PRIu64 " touches a table "
 		    "that is not replicated", seq);
@@ -594,7 +615,10 @@ apply_one(sqlite3 *db, const cbor_item_t *e, hsm_status *st)
 	sqlite3_bind_int64(q, 2, (int64_t)epoch);
 	sqlite3_bind_int64(q, 3, (int64_t)time_ms);
 	sqlite3_bind_int64(q, 6, repl_now_ms());
-	sqlite3_bind_blob(q, 4, cs, (int)cslen, SQLITE_STATIC);
+	if (cslen > 0)
+		sqlite3_bind_blob(q, 4, cs, (int)cslen, SQLITE_STATIC);
+	else
+		sqlite3_bind_zeroblob(q, 4, 0);
 	sqlite3_bind_blob(q, 5, audit, (int)alen, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
 		goto io;
@@ -1195,8 +1219,10 @@ op_repl_pull(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	sqlite3_bind_int64(q, 1, (int64_t)seq);
 	sqlite3_bind_int(q, 2, PULL_MAX_ENTRIES);
 	while (bytes < PULL_MAX_BYTES && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		/* A restore: no changeset; what follows needs a snapshot. */
-		if (sqlite3_column_bytes(q, 3) == 0) {
+		/* A restore: no changeset, no checksum; what follows needs
+		 * a snapshot. */
+		if (sqlite3_column_bytes(q, 3) == 0 &&
+		    sqlite3_column_bytes(q, 5) == 0) {
 			if (cbor_array_size(list) == 0) {
 				sqlite3_finalize(q);
 				cbor_decref(&list);

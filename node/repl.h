@@ -35,6 +35,11 @@ void repl_set_role(const char *role);
 /* Hooks of tx_begin, tx_commit (before COMMIT) and after either end. */
 int repl_tx_begin(struct sess_ctx *s, hsm_status *st);
 int repl_tx_precommit(struct sess_ctx *s, hsm_status *st);
+/*
+ * The open transaction's audit entries go to the replicas even if its
+ * changes cancel out (a batch op's): no change is logged without them.
+ */
+void repl_tx_keep_audit(struct sess_ctx *s);
 void repl_tx_end(struct sess_ctx *s, bool committed);
 /*
  * A restore replaced state without a changeset: log the point (with the

@@ -100,8 +100,11 @@ wait_sync
 for r in $(seq 1 "$RUNS"); do
 	FIRST=$(( $(seq_of n1) + 1 ))
 	# Each run sets values no earlier run set: every line is a change.
+	# whoami between them keeps each change its own transaction and log
+	# entry (adjacent partition set lines would go as one batch request).
 	for i in $(seq 1 "$N"); do
 		echo "partition set bench max-key-objects=$(( (r - 1) * N + i ))"
+		echo whoami
 	done >changes.batch
 	T0=$(date +%s%N)
 	"${HCF[@]}" -n n1 "${SO[@]}" -f changes.batch 3<so.pass >/dev/null

@@ -337,6 +337,18 @@ PYEOF
 		bk_verify "$t" "$T/$t.pub" "$T/$t.sig" "$T/other" &&
 		    fail "$t: the signature also verifies over other data"
 	done
+	# A line that reads what the line before it wrote (--out, then --in)
+	# reads it after it was written, as line by line: the batch does not
+	# build both requests at once.
+	printf 'stale\n' >"$T/chain1"
+	rm -f "$T/chain2"
+	bk_ok "key sign of a file the line before signed into" user:p1 \
+	    "key sign p1 ${ids[5]} --in $T/data --out $T/chain1" \
+	    "key sign p1 ${ids[5]} --in $T/chain1 --out $T/chain2" || return
+	bk_verify ed25519 "$T/ed25519.pub" "$T/chain1" "$T/data" ||
+	    fail "chain: the first signature does not verify"
+	bk_verify ed25519 "$T/ed25519.pub" "$T/chain2" "$T/chain1" ||
+	    fail "chain: the second line signed the file before the first wrote it"
 	bk_ok "p2 and its keys are back" user:p2 "key list p2" || return
 	expect_eq "$(pt_json "' '.join(sorted(k['id'] for k in L[1]['keys'])) + ' '")" \
 	    "$p2keys" "p2's keys after the restore"

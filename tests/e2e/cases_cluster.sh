@@ -229,12 +229,16 @@ case_cl_stream() {
 	cl_form || return
 	cl_so partition create acme
 	expect_rc 0 "partition create" || return
+	# whoami between the changes: adjacent partition set lines would go
+	# as one batch request and one transaction (one log entry); this is
+	# 1,000 transactions.
 	for i in $(seq 1 1000); do
 		if [ $((i % 2)) = 0 ]; then
 			echo "partition set acme size-mb=$((10 + i % 50))"
 		else
 			echo "partition set acme max-key-objects=$i"
 		fi
+		echo whoami
 	done >"$f"
 	# The stream runs while the clone is killed and restarted.
 	(cl_so -f "$f") &
@@ -278,6 +282,7 @@ case_cl_stream() {
 	node_stop "$N2" || return
 	for i in $(seq 1 100); do
 		echo "partition set acme max-key-objects=$((2000 + i))"
+		echo whoami
 	done >"$f"
 	cl_so -f "$f"
 	expect_rc 0 "100 changes while the clone is down"
@@ -427,8 +432,169 @@ case_cl_diverged() {
 	expect_has "${NODE_LOG[$N1]}" "diverged" "the log says what was kept"
 }
 
+# ---- 6. batch groups: adjacent lines, one request, one transaction --------
+
+# cl_seq DIR: the node's last replication log sequence number.
+cl_seq() { ofc_sql "$1" "SELECT value FROM meta WHERE key = 'last_seq'"; }
+
+# cl_param DIR PARTITION NAME: a partition parameter as stored.
+cl_param() {
+	ofc_sql "$1" "SELECT value FROM partition_params WHERE partition = ?1
+	    AND name = ?2" "$2" "$3"
+}
+
+case_cl_batch_group() {
+	local f=$T/group.batch s0 s1 a0 a1 b0 g0 p0 msg v
+	cl_form || return
+	cl_so partition create acme
+	expect_rc 0 "partition create acme" || return
+	cl_so partition create beta
+	expect_rc 0 "partition create beta" || return
+	cl_wait_same "before the batches" "$N1" "$N2" "$N3" || return
+	b0=$(cl_param "$N1" beta max-key-objects)
+
+	# Five adjacent partition set lines: one batch request; the node stops
+	# at line 3 (no such partition) and commits lines 1-2 as one change.
+	printf 'partition set %s max-key-objects=%s\n' acme 101 acme 102 \
+	    nosuch 1 acme 104 beta 105 >"$f"
+	s0=$(cl_seq "$N1")
+	a0=$(ofc_sql "$N1" "SELECT count(*) FROM audit WHERE op = 'partition.set'
+	    AND partition = 'acme'")
+	g0=$(count_re "$LOG" ': batch ok$')
+	p0=$(count_re "$LOG" ': partition\.set ok$')
+	cl_so -o json -f "$f"
+	expect_rc 4 "a batch stopping at line 3 (not found)"
+	expect_eq "$(( $(wait_count "$LOG" ': batch ok$' $((g0 + 1))) - g0 ))" 1 \
+	    "batch requests for the five lines"
+	expect_eq "$(( $(count_re "$LOG" ': partition\.set ok$') - p0 ))" 0 \
+	    "partition.set requests of their own"
+	expect_empty "$T/err" "stderr with -o json"
+	jsonl_check "$T/out" 'len(L) == 3' \
+	    'L[0]["changed"] == {"max-key-objects": "101"}' \
+	    'L[1]["changed"] == {"max-key-objects": "102"}' \
+	    'list(L[2]) == ["line", "error"] and L[2]["line"] == 3' \
+	    'list(L[2]["error"]) == ["code", "message"]' \
+	    'L[2]["error"]["code"] == "not_found"' \
+	    '"nosuch" in L[2]["error"]["message"]'
+	expect_eq "$(cl_param "$N1" acme max-key-objects)" 102 \
+	    "acme after the stopped batch"
+	expect_eq "$(cl_param "$N1" beta max-key-objects)" "$b0" \
+	    "beta after the stopped batch (line 5 did not run)"
+	s1=$(cl_seq "$N1")
+	expect_eq "$((s1 - s0))" 1 "log entries for lines 1-2 (one transaction)"
+	a1=$(ofc_sql "$N1" "SELECT count(*) FROM audit WHERE op = 'partition.set'
+	    AND partition = 'acme'")
+	expect_eq "$((a1 - a0))" 2 "audit entries of lines 1-2"
+	expect_eq "$(ofc_sql "$N1" "SELECT count(*) FROM audit WHERE
+	    op = 'partition.set' AND partition IN ('beta', 'nosuch')")" 0 \
+	    "audit entries of lines 3 and 5"
+
+	# -k: the node runs every line; the failing one is rolled back alone.
+	s0=$s1
+	cl_so -o json -k -f "$f"
+	expect_rc 4 "-k: every line runs, the status of line 3"
+	jsonl_check "$T/out" 'len(L) == 5' \
+	    '[x.get("changed") for x in L[:2] + L[3:]] == [{"max-key-objects": v} for v in ("101", "102", "104", "105")]' \
+	    'list(L[2]) == ["line", "error"] and L[2]["line"] == 3' \
+	    'L[2]["error"]["code"] == "not_found"' \
+	    'all("line" not in x for x in L[:2] + L[3:])'
+	expect_eq "$(cl_param "$N1" acme max-key-objects)" 104 "acme after -k"
+	expect_eq "$(cl_param "$N1" beta max-key-objects)" 105 "beta after -k"
+	s1=$(cl_seq "$N1")
+	expect_eq "$((s1 - s0))" 1 "log entries for the -k batch"
+	expect_eq "$(ofc_sql "$N1" "SELECT count(*) FROM partitions
+	    WHERE name = 'nosuch'")" 0 "the failed line made nothing"
+
+	# Replicated as the master has it: one entry, nothing of line 3.
+	cl_wait_same "after the batches" "$N1" "$N2" "$N3" || return
+	expect_eq "$(cl_seq "$N2")" "$s1" "the clone's last_seq"
+	expect_eq "$(cl_param "$N2" acme max-key-objects)" 104 "acme on the clone"
+	expect_eq "$(cl_param "$N2" beta max-key-objects)" 105 "beta on the clone"
+	expect_eq "$(cl_replog "$N2" "$s1")" "$(cl_replog "$N1" "$s1")" \
+	    "the clone's log entry of the -k batch is the master's"
+	expect_eq "$(ofc_sql "$N2" "SELECT count(*) FROM audit WHERE
+	    op = 'partition.set' AND node = 'alpha'")" \
+	    "$(ofc_sql "$N1" "SELECT count(*) FROM audit WHERE
+	    op = 'partition.set'")" "the clone has the master's audit entries"
+
+	# whoami (not groupable) splits: three requests, three transactions.
+	printf 'partition set acme max-key-objects=%s\nwhoami\n' 201 202 203 |
+	    head -n 5 >"$f"
+	s0=$s1
+	g0=$(count_re "$LOG" ': batch ok$')
+	p0=$(count_re "$LOG" ': partition\.set ok$')
+	cl_so -f "$f"
+	expect_rc 0 "partition set lines between whoami lines"
+	expect_eq "$(cl_seq "$N1")" "$((s0 + 3))" "log entries (whoami splits)"
+	expect_eq "$(( $(wait_count "$LOG" ': partition\.set ok$' $((p0 + 3))) - p0 ))" \
+	    3 "partition.set requests between whoami lines"
+	expect_eq "$(( $(count_re "$LOG" ': batch ok$') - g0 ))" 0 \
+	    "batch requests between whoami lines"
+	expect_eq "$(cl_param "$N1" acme max-key-objects)" 203 "acme after 20X"
+
+	# Reads in a group see the changes before them in it.
+	printf '%s\n' 'partition get acme max-key-objects' 'partition show acme' \
+	    'partition set acme max-key-objects=300' \
+	    'partition get acme max-key-objects' >"$f"
+	s0=$(cl_seq "$N1")
+	cl_so -o json -f "$f"
+	expect_rc 0 "gets, show and set in one group"
+	jsonl_check "$T/out" 'len(L) == 4' \
+	    'L[0]["value"] == "203"' 'L[2]["changed"] == {"max-key-objects": "300"}' \
+	    'L[3]["value"] == "300"' \
+	    'L[1]["name"] == "acme" and L[1]["params"]["max-key-objects"] == "203"'
+	expect_eq "$(cl_seq "$N1")" "$((s0 + 1))" "log entries (reads and a set)"
+	expect_eq "$(cl_param "$N1" acme max-key-objects)" 300 "acme after the set"
+
+	# Text output and stderr as line by line: the lines one at a time
+	# (a one-line file runs on its own), then as one group.
+	: >"$T/want"
+	for v in 101 102; do
+		printf 'partition set acme max-key-objects=%s\n' "$v" >"$T/one.batch"
+		cl_so -f "$T/one.batch"
+		expect_rc 0 "partition set acme max-key-objects=$v alone"
+		cat "$T/out" >>"$T/want"
+	done
+	printf 'partition set nosuch max-key-objects=1\n' >"$T/one.batch"
+	cl_so -f "$T/one.batch"
+	expect_rc 4 "partition set nosuch alone"
+	msg=$(sed -n "1s|^$T/one.batch:1: ||p" "$T/err")
+	[ -n "$msg" ] || { fail "no '$T/one.batch:1: ' error"; diag_file "$T/err"; }
+	# Back to 300: the group's lines then change what they changed alone.
+	cl_so partition set acme max-key-objects=300
+	expect_rc 0 "partition set acme max-key-objects=300"
+	printf 'partition set %s max-key-objects=%s\n' acme 101 acme 102 \
+	    nosuch 1 acme 999 >"$f"
+	s0=$(cl_seq "$N1")
+	cl_so -f "$f"
+	expect_rc 4 "text: stop at line 3"
+	expect_nonempty "$T/want" "the single lines' output"
+	expect_same "$T/out" "$T/want" "text output of lines 1-2"
+	expect_lines "$T/err" "$f:3: $msg" "stderr: FILE:3: message"
+	expect_eq "$(cl_seq "$N1")" "$((s0 + 1))" "log entries (text)"
+	expect_eq "$(cl_param "$N1" acme max-key-objects)" 102 "line 4 did not run"
+
+	# Changes that cancel out in one group: no change to replicate, but
+	# the audit entries of both lines still reach the replicas.
+	printf 'partition set acme max-key-objects=%s\n' 555 102 >"$f"
+	s0=$(cl_seq "$N1")
+	cl_so -f "$f"
+	expect_rc 0 "a group that sets a value and sets it back"
+	expect_eq "$(cl_seq "$N1")" "$((s0 + 1))" "log entries (audit only)"
+	expect_eq "$(ofc_sql "$N1" "SELECT length(changes) FROM replog
+	    WHERE seq = $((s0 + 1))")" 0 "the entry carries no change"
+	cl_wait_same "after the cancelling group" "$N1" "$N2" "$N3" || return
+	expect_eq "$(cl_seq "$N2")" "$((s0 + 1))" "the clone took the entry"
+	expect_eq "$(ofc_sql "$N2" "SELECT count(*) FROM audit WHERE
+	    op = 'partition.set' AND node = 'alpha'")" \
+	    "$(ofc_sql "$N1" "SELECT count(*) FROM audit WHERE
+	    op = 'partition.set'")" "the clone has the cancelling lines' audit entries"
+	expect_eq "$(cl_param "$N2" acme max-key-objects)" 102 "acme on the clone"
+}
+
 run_case "cluster: join under four-eyes; master -> clone and bc; roles refuse" case_cl_form
 run_case "cluster: 1,000 changes in order; kill -9 catch-up; snapshot" case_cl_stream
 run_case "cluster: master down, reads go on, promote, old master demotes" case_cl_failover
 run_case "cluster: split brain: two candidates of one epoch, one master" case_cl_split
 run_case "cluster: an old master's unreplicated change is kept aside" case_cl_diverged
+run_case "batch: adjacent lines as one request and one transaction; stop, -k, replicated" case_cl_batch_group

@@ -1025,7 +1025,7 @@ case_terminal_keys() {
 }
 
 case_raw_frames() {
-	local d=$T/n1 p a rc t0 ms wpid
+	local d=$T/n1 p a rc t0 ms wpid j
 	node_init "$d" c1 alpha || return
 	node_start "$d" || return
 	p=${NODE_PORT[$d]}
@@ -1093,6 +1093,60 @@ case_raw_frames() {
 	grep -qa unknown_op "$T/out.d" || fail "(d) no unknown_op in the response"
 	expect_node_up "$d" alpha "(d) unknown op"
 	[ -s "$T/out.d" ] || diag_file "$T/ssherr.d" "ssh stderr"
+
+	# (e) the batch op, without a login: malformed ones are refused as a
+	# whole; a well-formed one answers each request for itself.
+	: >"$T/in.e"
+	for j in '{}' '{"requests": []}' \
+	    '{"requests": [{"op": "auth.login", "args": {}}]}' \
+	    '{"requests": [{"op": "node.info", "args": {}}]}' \
+	    '{"requests": [{"op": "partition.get", "args": {"name": "x", "param": "size-mb"}}]}' \
+	    '{"requests": [{"op": "partition.get", "args": {"name": "x", "param": "size-mb"}}], "keep_going": "yes"}'; do
+		python3 - "$j" >"$T/req.e" <<'PYEOF'
+import json, sys
+
+def enc(x):
+    def head(mt, n):
+        if n < 24:
+            return bytes([mt << 5 | n])
+        for ai, size in ((24, 1), (25, 2), (26, 4)):
+            if n < 1 << 8 * size:
+                return bytes([mt << 5 | ai]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+    if isinstance(x, bool):
+        return bytes([0xf5 if x else 0xf4])
+    if isinstance(x, int):
+        return head(0, x)
+    if isinstance(x, str):
+        b = x.encode()
+        return head(3, len(b)) + b
+    if isinstance(x, list):
+        return head(4, len(x)) + b"".join(enc(v) for v in x)
+    return head(5, len(x)) + b"".join(enc(k) + enc(v) for k, v in x.items())
+
+args = json.loads(sys.argv[1])
+sys.stdout.buffer.write(enc({"v": 1, "id": 7, "op": "batch", "args": args}))
+PYEOF
+		frame "$T/req.e" >>"$T/in.e"
+	done
+	frame "$T/req2" >>"$T/in.e"
+	timeout 10 "${SSH[@]}" <"$T/in.e" >"$T/out.e" 2>"$T/ssherr.e"
+	rc=$?
+	[ "$rc" != 124 ] || fail "(e) the session did not end within 10 s"
+	frames_check "$T/out.e" 'len(f) == 7' \
+	    'all(x["id"] == 7 for x in f[:6])' \
+	    '[x["ok"] for x in f[:6]] == [False, False, False, False, True, False]' \
+	    'all(f[i]["error"]["code"] == "bad_request" for i in (0, 1, 2, 3, 5))' \
+	    '"cannot be batched" in f[2]["error"]["message"]' \
+	    '"auth.login" in f[2]["error"]["message"]' \
+	    '"node.info" in f[3]["error"]["message"]' \
+	    '"keep_going" in f[5]["error"]["message"]' \
+	    'list(f[4]["result"]) == ["results"] and len(f[4]["result"]["results"]) == 1' \
+	    'f[4]["result"]["results"][0]["ok"] is False' \
+	    'f[4]["result"]["results"][0]["error"]["code"] == "not_authorized"' \
+	    'f[6]["id"] == 2 and f[6]["ok"] is True and f[6]["result"]["node"] == "alpha"'
+	expect_node_up "$d" alpha "(e) batch op"
+	[ -s "$T/out.e" ] || diag_file "$T/ssherr.e" "ssh stderr"
 }
 
 case_concurrent() {
