@@ -375,40 +375,153 @@ fail:
 	return NULL;
 }
 
+/* Bytes of a CBOR head carrying v. */
+static size_t
+head_size(uint64_t v)
+{
+	return v < 24 ? 1 : v <= UINT8_MAX ? 2 : v <= UINT16_MAX ? 3 :
+	    v <= UINT32_MAX ? 5 : 9;
+}
+
+/*
+ * The encoded size of a definite item, so that it is serialised once
+ * into a buffer of the right size: cbor_serialize_alloc() grows its
+ * buffer by copying, which for a 4 MiB backup piece is most of the
+ * work.  0 for anything it does not know (the caller then lets libcbor
+ * find out).
+ */
+static size_t
+encoded_size(const cbor_item_t *it, int depth)
+{
+	size_t n = 0, m;
+
+	if (depth > HSM_DEPTH_MAX + 1)
+		return 0;
+	switch (cbor_typeof(it)) {
+	case CBOR_TYPE_UINT:
+	case CBOR_TYPE_NEGINT:
+		/* libcbor writes an integer in the width it was built with. */
+		switch (cbor_int_get_width(it)) {
+		case CBOR_INT_8:
+			return cbor_get_uint8(it) < 24 ? 1 : 2;
+		case CBOR_INT_16:
+			return 3;
+		case CBOR_INT_32:
+			return 5;
+		case CBOR_INT_64:
+			return 9;
+		}
+		return 0;
+	case CBOR_TYPE_BYTESTRING:
+		return head_size(cbor_bytestring_length(it)) +
+		    cbor_bytestring_length(it);
+	case CBOR_TYPE_STRING:
+		return head_size(cbor_string_length(it)) +
+		    cbor_string_length(it);
+	case CBOR_TYPE_ARRAY:
+		n = head_size(cbor_array_size(it));
+		for (size_t i = 0; i < cbor_array_size(it); i++) {
+			if ((m = encoded_size(cbor_array_handle(it)[i],
+			    depth + 1)) == 0)
+				return 0;
+			n += m;
+		}
+		return n;
+	case CBOR_TYPE_MAP:
+		n = head_size(cbor_map_size(it));
+		for (size_t i = 0; i < cbor_map_size(it); i++) {
+			size_t k = encoded_size(cbor_map_handle(it)[i].key,
+			    depth + 1);
+
+			if (k == 0 || (m = encoded_size(
+			    cbor_map_handle(it)[i].value, depth + 1)) == 0)
+				return 0;
+			n += k + m;
+		}
+		return n;
+	case CBOR_TYPE_FLOAT_CTRL:
+		switch (cbor_float_get_width(it)) {
+		case CBOR_FLOAT_0:
+			return head_size(cbor_ctrl_value(it));
+		case CBOR_FLOAT_16:
+			return 3;
+		case CBOR_FLOAT_32:
+			return 5;
+		case CBOR_FLOAT_64:
+			return 9;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * item, definite, serialised after `pre` bytes of a new buffer: *out,
+ * *n bytes of CBOR.
+ */
+static int
+encode_after(const cbor_item_t *item, size_t pre, unsigned char **out,
+    size_t *n, hsm_status *st)
+{
+	cbor_item_t *d;
+	unsigned char *body = NULL, *buf = NULL;
+	size_t cap = 0, want;
+
+	*out = NULL;
+	*n = 0;
+	/* definite() only takes references; the input is not modified. */
+	if ((d = definite((cbor_item_t *)(uintptr_t)item, 1)) == NULL)
+		return hsm_fail(st, "internal", "cannot encode item");
+	if ((want = encoded_size(d, 1)) > 0 && want <= HSM_FRAME_MAX &&
+	    (buf = malloc(pre + want)) != NULL &&
+	    (*n = cbor_serialize(d, buf + pre, want)) == want) {
+		cbor_decref(&d);
+		*out = buf;
+		return 0;
+	}
+	free(buf);
+	*n = cbor_serialize_alloc(d, &body, &cap);
+	cbor_decref(&d);
+	if (*n == 0) {
+		free(body);
+		return hsm_fail(st, "no_memory", "cannot serialise item");
+	}
+	if (*n > HSM_FRAME_MAX) {
+		free(body);
+		return hsm_fail(st, "bad_frame", "frame of %zu bytes exceeds "
+		    "the %u byte limit", *n, HSM_FRAME_MAX);
+	}
+	if ((buf = malloc(pre + *n)) == NULL) {
+		free(body);
+		return hsm_fail(st, "no_memory", "out of memory");
+	}
+	memcpy(buf + pre, body, *n);
+	free(body);
+	*out = buf;
+	return 0;
+}
+
 int
 hsm_frame_encode(const cbor_item_t *item, unsigned char **out, size_t *outlen,
     hsm_status *st)
 {
-	cbor_item_t *d;
-	unsigned char *body = NULL, *frame;
-	size_t cap = 0, n;
+	unsigned char *frame;
+	size_t n;
 
 	*out = NULL;
 	*outlen = 0;
-	/* definite() only takes references; the input is not modified. */
-	if ((d = definite((cbor_item_t *)(uintptr_t)item, 1)) == NULL)
-		return hsm_fail(st, "internal", "cannot encode item");
-	n = cbor_serialize_alloc(d, &body, &cap);
-	cbor_decref(&d);
-	if (n == 0) {
-		free(body);
-		return hsm_fail(st, "no_memory", "cannot serialise item");
-	}
+	if (encode_after(item, 4, &frame, &n, st) != 0)
+		return -1;
 	if (n > HSM_FRAME_MAX) {
-		free(body);
+		free(frame);
 		return hsm_fail(st, "bad_frame", "frame of %zu bytes exceeds "
 		    "the %u byte limit", n, HSM_FRAME_MAX);
-	}
-	if ((frame = malloc(n + 4)) == NULL) {
-		free(body);
-		return hsm_fail(st, "no_memory", "out of memory");
 	}
 	frame[0] = (unsigned char)(n >> 24);
 	frame[1] = (unsigned char)(n >> 16);
 	frame[2] = (unsigned char)(n >> 8);
 	frame[3] = (unsigned char)n;
-	memcpy(frame + 4, body, n);
-	free(body);
 	*out = frame;
 	*outlen = n + 4;
 	return 0;
@@ -418,15 +531,18 @@ int
 hsm_cbor_encode(const cbor_item_t *item, unsigned char **out, size_t *outlen,
     hsm_status *st)
 {
-	unsigned char *frame;
-	size_t flen;
+	size_t n;
 
-	if (hsm_frame_encode(item, &frame, &flen, st) != 0)
-		return -1;
 	/* The same bytes as on the wire, without the length prefix. */
-	memmove(frame, frame + 4, flen - 4);
-	*out = frame;
-	*outlen = flen - 4;
+	if (encode_after(item, 0, out, &n, st) != 0)
+		return -1;
+	if (n > HSM_FRAME_MAX) {
+		free(*out);
+		*out = NULL;
+		return hsm_fail(st, "bad_frame", "item of %zu bytes exceeds "
+		    "the %u byte limit", n, HSM_FRAME_MAX);
+	}
+	*outlen = n;
 	return 0;
 }
 

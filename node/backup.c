@@ -896,7 +896,7 @@ op_backup_read(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 	unsigned char *buf = NULL;
 	struct stat sb;
 	ssize_t got = 0;
-	cbor_item_t *r = NULL;
+	cbor_item_t *r = NULL, *data;
 	int fd;
 
 	if (args_allowed(args, names, st) != 0 || backup_node_ok(s, st) != 0 ||
@@ -934,17 +934,22 @@ op_backup_read(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		got += n;
 	}
 	close(fd);
+	/* The item takes the buffer as it is: 4 MiB are not copied again. */
 	if ((r = cbor_new_indefinite_map()) == NULL ||
-	    hsm_map_put(r, "data", cbor_build_bytestring(buf, (size_t)got)) ||
-	    hsm_map_put_uint(r, "size", (uint64_t)sb.st_size) != 0 ||
-	    hsm_map_put_bool(r, "eof", off + (uint64_t)got >=
-	    (uint64_t)sb.st_size) != 0) {
+	    (data = cbor_new_definite_bytestring()) == NULL) {
 		free(buf);
 		if (r != NULL)
 			cbor_decref(&r);
 		return hsm_fail(st, "no_memory", "out of memory");
 	}
-	free(buf);
+	cbor_bytestring_set_handle(data, buf, (size_t)got);
+	if (hsm_map_put(r, "data", data) != 0 ||
+	    hsm_map_put_uint(r, "size", (uint64_t)sb.st_size) != 0 ||
+	    hsm_map_put_bool(r, "eof", off + (uint64_t)got >=
+	    (uint64_t)sb.st_size) != 0) {
+		cbor_decref(&r);
+		return hsm_fail(st, "no_memory", "out of memory");
+	}
 	*res = r;
 	return 0;
 }
