@@ -135,21 +135,29 @@ capture_line(struct ctx *ctx, const struct inv *inv, cbor_item_t **req)
 		return -1;
 	}
 	if ((*req = cbor_new_definite_map(2)) == NULL ||
-	    hsm_map_put_str(*req, "op", ctx->captured_op) != 0 ||
-	    hsm_map_put(*req, "args", ctx->captured_args) != 0) {
-		ctx->captured_args = NULL;
+	    hsm_map_put_str(*req, "op", ctx->captured_op) != 0) {
+		cbor_decref(&ctx->captured_args);
 		if (*req != NULL)
 			cbor_decref(req);
 		return -1;
 	}
+	/* hsm_map_put() takes the arguments, put or not. */
+	r = hsm_map_put(*req, "args", ctx->captured_args);
 	ctx->captured_args = NULL;
+	if (r != 0) {
+		cbor_decref(req);
+		return -1;
+	}
 	return 0;
 }
 
-/* A file a line names, by which option, and what it is on disk. */
-#define LINE_FILES 4
+/*
+ * A file a line names, by which option, and what it is on disk; its
+ * standard output counts as one ("stdout"), when that is a file.
+ */
+#define LINE_FILES 5
 struct line_file {
-	const char *opt;	/* "in", "out", or NULL for an argument */
+	const char *opt;	/* "in", "out", "stdout"; NULL: an argument */
 	const char *path;
 	bool known;		/* it exists: dev and ino are set */
 	dev_t dev;
@@ -162,42 +170,61 @@ struct group {
 	const size_t *linenos;
 	size_t k;		/* lines in it */
 	bool writes;		/* any of them changes state */
+	bool files;		/* any of them reads or writes files */
 	cbor_item_t *reqs;	/* [{op, args}] */
 	uint64_t id;		/* of the request, once sent */
-	struct line_file files[GROUP_MAX][LINE_FILES];
+	struct line_file files_of[GROUP_MAX][LINE_FILES];
 };
 
-static void
-line_files(const struct inv *inv, struct line_file *f)
+/*
+ * The files line inv names.  false when one of them is not a regular
+ * file (a FIFO, /dev/stdin): a line's handler runs twice in a group and
+ * would read it twice, so such a line runs on its own.  *named: it
+ * names any file.
+ */
+static bool
+line_files(const struct inv *inv, struct line_file *f, bool *named)
 {
 	size_t n = 0;
 	struct stat sb;
 
 	memset(f, 0, LINE_FILES * sizeof(*f));
-	for (size_t i = 0; i < inv->nopts && n < LINE_FILES; i++)
+	for (size_t i = 0; i < inv->nopts && n < LINE_FILES - 1; i++)
 		if (inv->opts[i].opt->kind == K_FILE &&
 		    inv->opts[i].value != NULL) {
 			f[n].opt = inv->opts[i].opt->name;
 			f[n++].path = inv->opts[i].value;
 		}
 	for (size_t i = 0; inv->cmd->args != NULL && i < inv->nargs &&
-	    inv->cmd->args[i].name != NULL && n < LINE_FILES; i++)
+	    inv->cmd->args[i].name != NULL && n < LINE_FILES - 1; i++)
 		if (inv->cmd->args[i].kind == K_FILE)
 			f[n++].path = inv->args[i];
-	for (size_t i = 0; i < n; i++)
-		if (stat(f[i].path, &sb) == 0) {
-			f[i].known = true;
-			f[i].dev = sb.st_dev;
-			f[i].ino = sb.st_ino;
-		}
+	*named = n > 0;
+	for (size_t i = 0; i < n; i++) {
+		if (stat(f[i].path, &sb) != 0)
+			continue;
+		if (!S_ISREG(sb.st_mode))
+			return false;
+		f[i].known = true;
+		f[i].dev = sb.st_dev;
+		f[i].ino = sb.st_ino;
+	}
+	if (fstat(STDOUT_FILENO, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		f[n].opt = "stdout";
+		f[n].path = "(standard output)";
+		f[n].known = true;
+		f[n].dev = sb.st_dev;
+		f[n].ino = sb.st_ino;
+	}
+	return true;
 }
 
 /*
  * Would line b, built before line a has run, read what a writes?  Its
  * request is made when the group is, so a file one line names as --out
- * and a later one as --in (or the other way round) ends the group: the
- * later line then reads what the earlier one wrote, as line by line.
- * The same file under the same option (every line's --out) is fine.
+ * (or prints to) and a later one as --in ends the group: the later line
+ * then reads what the earlier one wrote, as line by line.  The same file
+ * under the same option (every line's --out) is fine.
  */
 static bool
 files_clash(const struct line_file *a, const struct line_file *b)
@@ -225,11 +252,13 @@ group_clear(struct group *g)
 
 /*
  * Record as many of invs[0..n) as fit in one batch request; g->k < 2
- * when that gains nothing (the line then runs on its own).
+ * when that gains nothing (the line then runs on its own).  prev: the
+ * group before it, when this one is made before prev's lines have
+ * printed and written their files.
  */
 static void
 group_capture(struct ctx *ctx, struct inv *invs, const size_t *linenos,
-    size_t n, struct group *g)
+    size_t n, struct group *g, const struct group *prev)
 {
 	cbor_item_t *req = NULL;
 	size_t bytes = 0;
@@ -240,11 +269,23 @@ group_capture(struct ctx *ctx, struct inv *invs, const size_t *linenos,
 	if ((g->reqs = cbor_new_indefinite_array()) == NULL)
 		return;
 	while (g->k < n && g->k < GROUP_MAX && groupable(ctx, &invs[g->k])) {
-		bool clash = false;
+		struct line_file *f = g->files_of[g->k];
+		bool writes = invs[g->k].cmd->writes, named, clash = false;
 
-		line_files(&invs[g->k], g->files[g->k]);
+		if (!line_files(&invs[g->k], f, &named))
+			break;
+		/*
+		 * A line that writes files can still fail after the node
+		 * answered it; no change may have run after it by then.
+		 * (Changes before it are fine, and so the other way round.)
+		 * This also keeps signing out of a transaction's lock.
+		 */
+		if ((writes && g->files) || (named && g->writes))
+			break;
 		for (size_t i = 0; i < g->k && !clash; i++)
-			clash = files_clash(g->files[i], g->files[g->k]);
+			clash = files_clash(g->files_of[i], f);
+		for (size_t i = 0; prev != NULL && i < prev->k && !clash; i++)
+			clash = files_clash(prev->files_of[i], f);
 		if (clash)
 			break;
 		ctx->lineno = linenos[g->k];
@@ -257,7 +298,8 @@ group_capture(struct ctx *ctx, struct inv *invs, const size_t *linenos,
 			break;
 		}
 		cbor_decref(&req);
-		g->writes = g->writes || invs[g->k].cmd->writes;
+		g->writes = g->writes || writes;
+		g->files = g->files || named;
 		g->k++;
 	}
 	ctx->lineno = 0;
@@ -356,7 +398,7 @@ run_groups(struct ctx *ctx, struct inv *invs, const size_t *linenos, size_t n,
 	*stop = false;
 	memset(&next, 0, sizeof(next));
 	hsm_status_clear(&st);
-	group_capture(ctx, invs, linenos, n, &g);
+	group_capture(ctx, invs, linenos, n, &g, NULL);
 	if (g.k < 2) {
 		group_clear(&g);
 		return 0;	/* nothing gained: line by line */
@@ -371,7 +413,7 @@ run_groups(struct ctx *ctx, struct inv *invs, const size_t *linenos, size_t n,
 		*used += g.k;
 		if (!g.writes && *used < n && groupable(ctx, &invs[*used])) {
 			group_capture(ctx, &invs[*used], &linenos[*used],
-			    n - *used, &next);
+			    n - *used, &next, &g);
 			if (next.k < 2 || next.writes)
 				group_clear(&next);
 			else if (group_send(ctx, &next, &st) != 0) {

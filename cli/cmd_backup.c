@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -339,6 +340,16 @@ cmd_backup_download(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 		out_verbose(ctx, "continuing %s at %llu bytes", part,
 		    (unsigned long long)off);
 	progress_start(ctx, &pg, 0, off);
+#ifdef M_TRIM_THRESHOLD
+	/*
+	 * Every piece is a fresh 4 MiB frame and its decoded copy: left to
+	 * its defaults, glibc maps and unmaps them, and every page of every
+	 * piece faults in zeroed again (a tenth of the download's time).
+	 * Kept on the heap, they are reused.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+#endif
 	if (ctx_connect(ctx, st) != 0)
 		goto out;
 	next = off;

@@ -237,8 +237,14 @@ list_result(cbor_item_t **res, const char *key, cbor_item_t *list, bool done,
 int
 tx_begin(struct sess_ctx *s, hsm_status *st)
 {
-	if (s->group)
+	if (s->group) {
+		/* The store may have rolled the batch back (disk full): a
+		 * savepoint would then be a transaction of its own. */
+		if (sqlite3_get_autocommit(s->db))
+			return hsm_fail(st, "io", "the store ended the batch's "
+			    "transaction: %s", sqlite3_errmsg(s->db));
 		return store_exec(s->db, "SAVEPOINT item", st);
+	}
 	if (store_exec(s->db, "BEGIN IMMEDIATE", st) != 0)
 		return -1;
 	if (repl_tx_begin(s, st) != 0) {
@@ -440,11 +446,24 @@ op_approvable(const char *name, const char *role, hsm_status *st)
  * fresh, must be one the op accepts.  Finer rules (whose partition,
  * device-so-access) are the handlers'.
  */
+/* A login unused for longer than the idle timeout ends (audited). */
+static void
+login_expiry(struct sess_ctx *s)
+{
+	int64_t idle = store_meta_int(s->db, "idle_timeout", 900);
+
+	if (s->role[0] != '\0' && time(NULL) - s->last_use > idle) {
+		log_info("%s: %s login of %s expired after %lld s idle",
+		    s->peer, s->role, s->officers, (long long)idle);
+		audit_record(s, "auth.expire", "", "login expired (idle)");
+		s->role[0] = s->partition[0] = s->officers[0] = '\0';
+	}
+}
+
 static int
 op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 {
 	time_t now = time(NULL);
-	int64_t idle = store_meta_int(s->db, "idle_timeout", 900);
 	char role[16];
 
 	/* Who is asking: a terminal, a member node, a node asking to join. */
@@ -493,12 +512,7 @@ op_permitted(struct sess_ctx *s, const struct op *op, hsm_status *st)
 			    " (none is reachable: master unavailable)");
 	}
 
-	if (s->role[0] != '\0' && now - s->last_use > idle) {
-		log_info("%s: %s login of %s expired after %lld s idle",
-		    s->peer, s->role, s->officers, (long long)idle);
-		audit_record(s, "auth.expire", "", "login expired (idle)");
-		s->role[0] = s->partition[0] = s->officers[0] = '\0';
-	}
+	login_expiry(s);
 	if (op->roles == 0)
 		return 0;
 	if (s->role[0] == '\0')
@@ -702,6 +716,11 @@ op_batch(struct sess_ctx *s, const cbor_item_t *args, cbor_item_t **res,
 		}
 		writes = writes || ops_of[i]->writes;
 	}
+	/*
+	 * An idle login ends here, its audit entry committed on its own as
+	 * for a single request, not inside the batch's transaction.
+	 */
+	login_expiry(s);
 	if (writes) {
 		if (tx_begin(s, st) != 0)
 			goto out;

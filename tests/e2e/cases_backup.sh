@@ -349,6 +349,47 @@ PYEOF
 	    fail "chain: the first signature does not verify"
 	bk_verify ed25519 "$T/ed25519.pub" "$T/chain2" "$T/chain1" ||
 	    fail "chain: the second line signed the file before the first wrote it"
+	# The same across two groups: line 3 reads what line 1 wrote, so it
+	# is not sent ahead while lines 1-2 are being written out.
+	printf 'stale\n' >"$T/chain1"
+	rm -f "$T/chain2"
+	bk_ok "key sign across groups of a file an earlier line signed into" \
+	    user:p1 "key sign p1 ${ids[5]} --in $T/data --out $T/chain1" \
+	    "key sign p1 ${ids[5]} --in $T/data --out $T/chain3" \
+	    "key sign p1 ${ids[5]} --in $T/chain1 --out $T/chain2" \
+	    "key sign p1 ${ids[5]} --in $T/data --out $T/chain3" || return
+	bk_verify ed25519 "$T/ed25519.pub" "$T/chain2" "$T/chain1" ||
+	    fail "chain: line 3 signed the file before line 1 wrote it"
+	# The standard output is a file a later line may read (hc sends it to
+	# $T/out): line 2 signs what lines 0-1 printed, as line by line.
+	bk_ok "key sign of the batch's own output so far" user:p1 \
+	    "key show p1 ${ids[5]}" \
+	    "key sign p1 ${ids[5]} --in $T/out --out $T/o.sig" || return
+	head -n 2 "$T/out" >"$T/o.signed"
+	bk_verify ed25519 "$T/ed25519.pub" "$T/o.sig" "$T/o.signed" ||
+	    fail "stdout: line 2 did not sign the output of the lines before it"
+	# --in a FIFO is read once (a grouped line's handler runs twice, and
+	# would wait for a second writer): that line runs on its own.
+	printf 'payload\n' >"$T/payload"
+	rm -f "$T/pay.sig" "$T/pay2.sig" "$T/fifo"
+	mkfifo "$T/fifo" || return
+	cat "$T/payload" >"$T/fifo" &
+	BG_PIDS+=($!)
+	bk_ok "key sign --in a FIFO, then another key sign" \
+	    user:p1 "key sign p1 ${ids[5]} --in $T/fifo --out $T/pay.sig" \
+	    "key sign p1 ${ids[5]} --in $T/data --out $T/pay2.sig" || return
+	bk_verify ed25519 "$T/ed25519.pub" "$T/pay.sig" "$T/payload" ||
+	    fail "--in FIFO: the signature is not of what the FIFO held"
+	# A signature that cannot be written (--out is a directory) stops the
+	# batch before the key delete after it: that line must not have run.
+	mkdir -p "$T/outdir"
+	bk_run user:p1 "key sign p1 ${ids[5]} --in $T/data --out $T/outdir" \
+	    "key delete p1 ${ids[0]}"
+	expect_rc 1 "key sign into a directory, then key delete"
+	pt_check "$T/out" 'len(L) == 2' 'L[1]["line"] == 2' \
+	    '"directory" in L[1]["error"]["message"]'
+	expect_eq "$(pt_sql "SELECT state FROM objects WHERE id = '${ids[0]}'")" \
+	    active "the key delete after the failed line did not run"
 	bk_ok "p2 and its keys are back" user:p2 "key list p2" || return
 	expect_eq "$(pt_json "' '.join(sorted(k['id'] for k in L[1]['keys'])) + ' '")" \
 	    "$p2keys" "p2's keys after the restore"
