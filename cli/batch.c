@@ -125,15 +125,8 @@ capture_line(struct ctx *ctx, const struct inv *inv, cbor_item_t **req)
 
 	*req = NULL;
 	hsm_status_clear(&st);
-	ctx->capture = true;
-	ctx->running = inv->cmd;
-	r = inv->cmd->fn(ctx, inv, &st);
-	ctx->capture = false;
-	if (r == 0 || strcmp(st.code, "captured") != 0) {
-		if (ctx->captured_args != NULL)
-			cbor_decref(&ctx->captured_args);
+	if (cmd_capture(ctx, inv, &st) != 0)
 		return -1;
-	}
 	if ((*req = cbor_new_definite_map(2)) == NULL ||
 	    hsm_map_put_str(*req, "op", ctx->captured_op) != 0) {
 		cbor_decref(&ctx->captured_args);

@@ -162,6 +162,12 @@ const char *inv_opt(const struct inv *inv, const char *name);
 
 /* Run one parsed command and report its failure; returns the exit status. */
 int cmd_run(struct ctx *ctx, const struct inv *inv);
+/*
+ * Run its handler in capture mode: 0 with the request it would send in
+ * ctx->captured_op and ctx->captured_args (the caller's to release), or
+ * -1 with why it sent none (its own error, or "internal").
+ */
+int cmd_capture(struct ctx *ctx, const struct inv *inv, hsm_status *st);
 
 /*
  * complete.c: candidates for the last of argv (the word being typed;

@@ -553,7 +553,6 @@ capture_op(struct ctx *ctx, const char *line, const struct cmd **cmd,
 {
 	struct tok_file tf;
 	struct inv inv;
-	hsm_status cap;
 	int r = -1;
 
 	if (tok_split(line, strlen(line), &tf, st) != 0)
@@ -570,20 +569,7 @@ capture_op(struct ctx *ctx, const char *line, const struct cmd **cmd,
 		goto out;
 	}
 	*cmd = inv.cmd;
-	hsm_status_clear(&cap);
-	ctx->capture = true;
-	r = inv.cmd->fn(ctx, &inv, &cap);
-	ctx->capture = false;
-	if (r == 0 || strcmp(cap.code, "captured") != 0) {
-		if (r == 0)
-			hsm_fail(st, "internal", "'%s' sent no request",
-			    inv.cmd->words);
-		else
-			*st = cap;
-		r = -1;
-		goto out;
-	}
-	r = 0;
+	r = cmd_capture(ctx, &inv, st);
 out:
 	tok_free(&tf);
 	return r;

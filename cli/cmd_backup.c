@@ -40,22 +40,11 @@ static const struct kv_label backup_labels[] = {
 	{ NULL, NULL, 0 },
 };
 
-static bool
-id_ok(const char *id)
-{
-	if (strlen(id) != 32)
-		return false;
-	for (const char *p = id; *p != '\0'; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 static int
 check_id(const char *id, hsm_status *st)
 {
-	return id_ok(id) ? 0 : hsm_fail(st, "bad_value", "'%s' is not a backup "
-	    "id (32 hex digits, as backup list shows)", id);
+	return hsm_backup_id_ok(id) ? 0 : hsm_fail(st, "bad_value", "'%s' is "
+	    "not a backup id (32 hex digits, as backup list shows)", id);
 }
 
 static cbor_item_t *

@@ -830,6 +830,27 @@ cmd_list_commands(struct ctx *ctx, const struct inv *inv, hsm_status *st)
 }
 
 int
+cmd_capture(struct ctx *ctx, const struct inv *inv, hsm_status *st)
+{
+	hsm_status cap;
+	int r;
+
+	hsm_status_clear(&cap);
+	ctx->capture = true;
+	r = inv->cmd->fn(ctx, inv, &cap);
+	ctx->capture = false;
+	if (r != 0 && strcmp(cap.code, "captured") == 0)
+		return 0;
+	if (ctx->captured_args != NULL)
+		cbor_decref(&ctx->captured_args);
+	if (r == 0)
+		return hsm_fail(st, "internal", "'%s' sent no request",
+		    inv->cmd->words);
+	*st = cap;
+	return -1;
+}
+
+int
 cmd_run(struct ctx *ctx, const struct inv *inv)
 {
 	hsm_status st;

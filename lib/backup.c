@@ -52,6 +52,17 @@ struct hsm_backup_reader {
 	uint64_t bytes;
 };
 
+bool
+hsm_backup_id_ok(const char *id)
+{
+	if (strlen(id) != 32)
+		return false;
+	for (const char *p = id; *p != '\0'; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
 static void
 put_be32(unsigned char *p, uint32_t v)
 {

@@ -250,6 +250,8 @@ struct hsm_backup_header {
 	unsigned char salt[32];		/* of this backup's key */
 };
 void hsm_backup_header_clear(struct hsm_backup_header *h);
+/* A backup id as nodes make them: 32 lowercase hex digits. */
+bool hsm_backup_id_ok(const char *id);
 
 /*
  * Writing: the header at open, then chunks of plaintext (none empty, at

@@ -124,17 +124,6 @@ backup_cluster_key_pem(const struct node_ctx *n, unsigned char **pem,
 
 /* ---- files and the list ------------------------------------------------ */
 
-static bool
-id_ok(const char *id)
-{
-	if (strlen(id) != ID_LEN)
-		return false;
-	for (const char *p = id; *p != '\0'; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 static int
 backup_path(const struct node_ctx *n, const char *id, const char *ext,
     char *out, size_t len, hsm_status *st)
@@ -310,7 +299,7 @@ backup_startup(const struct node_ctx *n, hsm_status *st)
 			while (sqlite3_step(q) == SQLITE_ROW && ng < 64) {
 				const char *id = sql_text(q, 0);
 
-				if (!id_ok(id) || backup_path(n, id, ".hbk",
+				if (!hsm_backup_id_ok(id) || backup_path(n, id, ".hbk",
 				    file, sizeof(file), NULL) != 0 ||
 				    access(file, F_OK) != 0)
 					snprintf(gone[ng++], sizeof(gone[0]),
@@ -773,7 +762,7 @@ find_backup(struct sess_ctx *s, const cbor_item_t *args, char *id,
 			hsm_fail(st, "not_found", "no backup with that id");
 		return -1;
 	}
-	if (!id_ok(id))
+	if (!hsm_backup_id_ok(id))
 		return hsm_fail(st, "not_found", "no backup '%s' (an id is 32 "
 		    "hex digits)", id);
 	if (backup_path(s->node, id, ".hbk", path, plen, st) != 0)
@@ -831,7 +820,7 @@ verify_file(const struct node_ctx *n, const char *path,
 	r = hsm_backup_verify_fd(fd, n->backup_key, n->cluster_key, h, NULL,
 	    st);
 	close(fd);
-	if (r == 0 && !id_ok(h->id)) {
+	if (r == 0 && !hsm_backup_id_ok(h->id)) {
 		hsm_fail(st, "integrity", "backup id '%.40s' is not 32 hex "
 		    "digits", h->id);
 		hsm_backup_header_clear(h);
@@ -1468,7 +1457,7 @@ prune(const struct node_ctx *n, sqlite3 *db, uint64_t days, cbor_item_t *list,
 		return hsm_fail(st, "io", "store: %s", sqlite3_errmsg(db));
 	sqlite3_bind_int64(q, 1, cut);
 	while (sqlite3_step(q) == SQLITE_ROW && nids < 256)
-		if (id_ok(sql_text(q, 0)))
+		if (hsm_backup_id_ok(sql_text(q, 0)))
 			snprintf(ids[nids++], sizeof(ids[0]), "%s",
 			    sql_text(q, 0));
 	sqlite3_finalize(q);

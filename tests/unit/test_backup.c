@@ -1760,10 +1760,25 @@ test_salt_separates_keys(void **state)
 	buf_free(&d);
 }
 
+/* Backup ids: what the node makes, and nothing a path could hide in. */
+static void
+test_backup_id_ok(void **state)
+{
+	(void)state;
+	assert_true(hsm_backup_id_ok("0123456789abcdef0123456789abcdef"));
+	assert_false(hsm_backup_id_ok(""));
+	assert_false(hsm_backup_id_ok("0123456789abcdef0123456789abcde"));
+	assert_false(hsm_backup_id_ok("0123456789abcdef0123456789abcdef0"));
+	assert_false(hsm_backup_id_ok("0123456789ABCDEF0123456789abcdef"));
+	assert_false(hsm_backup_id_ok("../../../../../../../../etc/pass"));
+	assert_false(hsm_backup_id_ok("0123456789abcdef0123456789abcdeg"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backup_id_ok),
 		cmocka_unit_test(test_round_trip_whole_node),
 		cmocka_unit_test(test_round_trip_scope),
 		cmocka_unit_test(test_round_trip_no_chunks),
