@@ -31,23 +31,10 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/bench-lib.sh"
 [ "$(id -u)" != 0 ] || "$SRC/scripts/deps.sh" --bench >/dev/null
-make -C "$SRC" -s >/dev/null
-HC=$SRC/cli/hsmctl
-HD=$SRC/node/hsmd
-W=$(mktemp -d "${TMPDIR:-/tmp}/hsmctl-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-cd "$W"
-umask 077
+bench_begin
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 # CMD...: run it to its end; "PEAK_RSS_MB WALL_S" in m.out (bench/spawn.c
 # measures both, for the command alone).
@@ -62,21 +49,12 @@ hwm() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 # A node with a genesis officer whose key opens fast (the login is not
 # what is measured), an SO pair, and a partition of $MB MB.
-ssh-keygen -q -t ed25519 -N '' -f tk
-for o in g1 alice bob; do
-	printf 'bench-%s\n' "$o" >"$o.pass"
-	openssl genpkey -algorithm ED25519 -aes-256-cbc -pass "file:$o.pass" \
-	    -out "$o.key" 2>/dev/null
-	openssl pkey -in "$o.key" -passin "file:$o.pass" -pubout -out "$o.key.pub"
-done
-cat alice.pass bob.pass >so.pass
+bench_officers
 P1=$(port)
 "$HD" init -d n1 --cluster bench --name n1 --authorize tk.pub \
     --genesis g1=g1.key.pub >/dev/null
-"$HD" -d n1 -l "127.0.0.1:$P1" -f 2>n1.log &
-NODE=$!
-PIDS+=("$NODE")
-for _ in $(seq 100); do [ -s n1/hsmd.addr ] && break; sleep 0.05; done
+bench_node n1 "$P1"
+NODE=${PIDS[-1]}
 HCF=("$HC" -n "127.0.0.1:$P1" -q)
 export HSMCTL_CONFIG=$W/cfg
 printf 'terminal-key %s/tk\nknown-hosts %s/kh\n' "$W" "$W" >cfg
@@ -100,32 +78,9 @@ PYEOF
 GEN=(--as genesis --officer g1.key --passphrase-fd 3)
 
 # The reference server: a local OpenSSH sshd with its own configuration.
-SSHD=$(command -v sshd || echo /usr/sbin/sshd)
-P2=$(port)
-ssh-keygen -q -t ed25519 -N '' -f sshd_host
-ssh-keygen -q -t ed25519 -N '' -f scp_key
-mkdir -p sshd_auth && cp scp_key.pub sshd_auth/authorized_keys
-cat >sshd_config <<EOF
-Port $P2
-ListenAddress 127.0.0.1
-HostKey $W/sshd_host
-AuthorizedKeysFile $W/sshd_auth/authorized_keys
-PidFile $W/sshd.pid
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-EOF
-[ "$(id -u)" != 0 ] || mkdir -p /run/sshd
-"$SSHD" -D -e -f sshd_config 2>sshd.log &
-PIDS+=($!)
-for _ in $(seq 100); do
-	python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $P2), 1)" 2>/dev/null && break
-	sleep 0.05
-done
-SCP=(scp -q -F /dev/null -P "$P2" -i scp_key -o StrictHostKeyChecking=no
+bench_sshd "Subsystem sftp internal-sftp"
+P2=$SP
+SCP=(scp -q -F /dev/null -P "$P2" -i ssh_key -o StrictHostKeyChecking=no
     -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
 
 # One line a run: SIZE T_CREATE GCM_BPS T_DOWNLOAD T_SCP RSS_CREATE RSS_DOWNLOAD

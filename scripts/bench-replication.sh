@@ -27,40 +27,13 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-make -C "$SRC" -s >/dev/null
-HC=$SRC/cli/hsmctl
-HD=$SRC/node/hsmd
-W=$(mktemp -d "${TMPDIR:-/tmp}/hsmctl-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$W"
-}
-trap cleanup EXIT
-cd "$W"
-umask 077
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() { # DIR PORT
-	"$HD" -d "$1" -l "127.0.0.1:$2" -f 2>"$1.log" &
-	PIDS+=($!)
-	for _ in $(seq 100); do [ -s "$1/hsmd.addr" ] && return; sleep 0.05; done
-	echo "bench: $1 did not start" >&2
-	exit 1
-}
-
-ssh-keygen -q -t ed25519 -N '' -f tk
-for o in g1 alice bob; do
-	printf 'bench-passphrase-%s\n' "$o" >"$o.pass"
-	"$HC" --passphrase-fd 3 officer keygen "$o.key" 3<"$o.pass" >/dev/null
-done
-cat alice.pass bob.pass >so.pass
+. "$(dirname "$0")/bench-lib.sh"
+bench_begin
+bench_officers
 P1=$(port) P2=$(port)
 "$HD" init -d n1 --cluster bench --name n1 --authorize tk.pub \
     --genesis g1=g1.key.pub >/dev/null
-start n1 "$P1"
+bench_node n1 "$P1"
 cat >cfg <<EOF
 terminal-key $W/tk
 known-hosts $W/known_hosts
@@ -76,7 +49,7 @@ printf 'officer add so alice alice.key.pub\nofficer add so bob bob.key.pub\n' >s
 FP=$(ssh-keygen -lf n1/ssh_host_ed25519_key.pub | awk '{print $2}')
 "$HD" init -d n2 --join "127.0.0.1:$P1" --name n2 --role clone \
     --authorize tk.pub --master-fingerprint "$FP" >/dev/null
-start n2 "$P2"
+bench_node n2 "$P2"
 SO=(--as so --officer alice.key --officer bob.key --passphrase-fd 3)
 "${HCF[@]}" -n n1 "${SO[@]}" cluster admit n2 3<so.pass >/dev/null
 "${HCF[@]}" -n n2 --accept-new-host-key node info >/dev/null

@@ -49,7 +49,7 @@ else
 	BACKUP_ARGS=(--runs 3) REPL_ARGS=(--runs 3)
 fi
 
-SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/bench-lib.sh"
 if [ "$(id -u)" = 0 ]; then
 	"$SRC/scripts/deps.sh" --bench >&2
 fi
@@ -59,24 +59,11 @@ for c in sshd ssh scp openssl python3; do
 done
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 echo "bench: building (make -s, optimised, no sanitizers)" >&2
-make -C "$SRC" -s >/dev/null
-HC=$SRC/cli/hsmctl
-HD=$SRC/node/hsmd
-W=$(mktemp -d "${TMPDIR:-/tmp}/hsmctl-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-cd "$W"
-umask 077
+bench_begin
 mkdir res state
 # hsmctl's configuration and shell history stay in the temp dir.
 export HSMCTL_CONFIG=$W/cfg XDG_STATE_HOME=$W/state
 step() { echo "bench: $*" >&2; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The measuring helper: every timed command runs through it.
 cat >bt.py <<'PYEOF'
@@ -423,21 +410,11 @@ BT=(python3 "$W/bt.py")
 # are not what is measured), a partition for P2 and one with an RSA-4096
 # key and an API secret for P6.
 step "setting up a node and an sshd in $W"
-ssh-keygen -q -t ed25519 -N '' -f tk
-for o in g1 alice bob; do
-	printf 'bench-%s\n' "$o" >"$o.pass"
-	openssl genpkey -algorithm ED25519 -aes-256-cbc -pass "file:$o.pass" \
-	    -out "$o.key" 2>/dev/null
-	openssl pkey -in "$o.key" -passin "file:$o.pass" -pubout -out "$o.key.pub"
-done
-cat alice.pass bob.pass >so.pass
+bench_officers
 NP=$(port)
 "$HD" init -d n1 --cluster bench --name n1 --authorize tk.pub \
     --genesis g1=g1.key.pub >/dev/null
-"$HD" -d n1 -l "127.0.0.1:$NP" -f 2>n1.log &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s n1/hsmd.addr ] && break; sleep 0.05; done
-[ -s n1/hsmd.addr ] || { echo "bench: the node did not start" >&2; cat n1.log >&2; exit 1; }
+bench_node n1 "$NP"
 cat >cfg <<EOF
 terminal-key $W/tk
 known-hosts $W/known_hosts
@@ -458,33 +435,9 @@ KID=$("$HC" -o json --secret-file sig.secret --as user:sig key generate sig \
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
 # ------------------------------------------------------------ the sshd
-SSHD=$(command -v sshd || echo /usr/sbin/sshd)
-SP=$(port)
-ssh-keygen -q -t ed25519 -N '' -f sshd_host
-ssh-keygen -q -t ed25519 -N '' -f ssh_key
-mkdir -p sshd_auth && cp ssh_key.pub sshd_auth/authorized_keys
-cat >sshd_config <<EOF
-Port $SP
-ListenAddress 127.0.0.1
-HostKey $W/sshd_host
-AuthorizedKeysFile $W/sshd_auth/authorized_keys
-PidFile $W/sshd.pid
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-SetEnv SHLVL=1
-EOF
 # SHLVL=1: bash, the usual login shell, sources ~/.bashrc for commands run
 # by sshd unless it is nested; a user's rc file is not what is measured.
-[ "$(id -u)" != 0 ] || mkdir -p /run/sshd
-"$SSHD" -D -e -f sshd_config 2>sshd.log &
-PIDS+=($!)
-for _ in $(seq 100); do
-	python3 -c "import socket; socket.create_connection(('127.0.0.1', $SP), 1)" 2>/dev/null && break
-	sleep 0.05
-done
+bench_sshd "SetEnv SHLVL=1"
 # The host key is pinned, as hsmctl's is in known_hosts.
 echo "[127.0.0.1]:$SP $(cut -d' ' -f1,2 sshd_host.pub)" >ssh_known_hosts
 SSH=(ssh -F /dev/null -i "$W/ssh_key" -p "$SP" -o BatchMode=yes
